@@ -1,0 +1,234 @@
+// coop/channel.hpp — channels between fibers, on one runtime thread or several.
+#pragma once
+
+#include <coop/detail/wait_queue.hpp>
+#include <coop/error.hpp>
+#include <coop/timeout.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <iterator>
+#include <optional>
+#include <utility>
+
+namespace coop {
+
+/// Outcome of a channel operation that is not an error.
+enum class channel_status {
+  success, ///< the item was pushed or popped
+  empty,   ///< try_pop: nothing to take now
+  full,    ///< try_push: no room now
+  closed,  ///< the channel is closed (and, for pops, drained)
+  timeout, ///< a timed operation's own deadline passed
+};
+
+/// A FIFO channel with exactly the capacity asked for: `capacity` items wait
+/// in the channel; 0 makes every push wait for a pop (a rendezvous, as Go's
+/// unbuffered channel). After `close()`, pushes fail with `closed` and pops
+/// drain what is left, then report `closed`.
+///
+/// Blocking calls park only the calling fiber (a plain OS thread may block on
+/// one too). They fail with `timeout_error`/`cancelled` when the fiber's
+/// `coop::timeout` expires or the fiber is cancelled; the item of a failed
+/// push stays with the caller (nothing is lost).
+///
+/// Thread-safety: every member may be called concurrently from fibers of any
+/// runtime thread and from plain threads. Destroy it only when nobody waits.
+///
+/// Example:
+/// @code
+///   coop::channel<int> ch(16);
+///   auto producer = coop::spawn([&] { for (int i = 0; i < 3; ++i) ch.push(i); ch.close(); });
+///   for (int v : ch) std::cout << v << '\n';
+/// @endcode
+template <class T>
+class channel {
+public:
+  explicit channel(std::size_t capacity = 0) : capacity_(capacity) {}
+  channel(const channel&) = delete;
+  channel& operator=(const channel&) = delete;
+
+  /// Waits for room (or a receiver) and pushes. `success` or `closed`.
+  channel_status push(T&& item) { return checked(push_impl(item, true)); }
+  channel_status push(const T& item) {
+    T copy(item);
+    return push(std::move(copy));
+  }
+  /// Pushes only if it can do so at once: `success`, `full` or `closed`.
+  channel_status try_push(T&& item) { return checked(push_impl(item, false)); }
+  channel_status try_push(const T& item) {
+    T copy(item);
+    return try_push(std::move(copy));
+  }
+  /// Like push, but gives up with `timeout` after `d` (the item stays with the caller).
+  template <class Rep, class Period>
+  channel_status push_for(T&& item, std::chrono::duration<Rep, Period> d) {
+    coop::timeout t(d);
+    return timed(t, push_impl(item, true));
+  }
+  channel_status push_until(T&& item, std::chrono::steady_clock::time_point deadline) {
+    coop::timeout t(deadline);
+    return timed(t, push_impl(item, true));
+  }
+
+  /// Waits for an item. Empty once the channel is closed and drained.
+  std::optional<T> pop() {
+    std::optional<T> out;
+    checked(pop_impl(out, true));
+    return out;
+  }
+  /// Like pop(), reporting interruption in `ec` instead of throwing.
+  std::optional<T> pop(boost::system::error_code& ec) {
+    std::optional<T> out;
+    auto r = pop_impl(out, true);
+    ec = r.ec;
+    return out;
+  }
+  /// Takes an item only if one is there now.
+  std::optional<T> try_pop() {
+    std::optional<T> out;
+    checked(pop_impl(out, false));
+    return out;
+  }
+  /// Takes an item into `out` if one is there now: `success`, `empty` or `closed`.
+  channel_status try_pop(T& out) {
+    std::optional<T> o;
+    auto st = checked(pop_impl(o, false));
+    if (o) out = std::move(*o);
+    return st;
+  }
+  /// Waits up to `d` for an item: `success`, `closed` or `timeout`.
+  template <class Rep, class Period>
+  channel_status pop_for(T& out, std::chrono::duration<Rep, Period> d) {
+    coop::timeout t(d);
+    std::optional<T> o;
+    auto st = timed(t, pop_impl(o, true));
+    if (o) out = std::move(*o);
+    return st;
+  }
+  channel_status pop_until(T& out, std::chrono::steady_clock::time_point deadline) {
+    coop::timeout t(deadline);
+    std::optional<T> o;
+    auto st = timed(t, pop_impl(o, true));
+    if (o) out = std::move(*o);
+    return st;
+  }
+
+  /// Closes the channel: waiting and later pushes fail with `closed`; pops
+  /// drain the items already inside. Idempotent.
+  void close() noexcept {
+    detail::spinlock_lock lk(lock_);
+    closed_ = true;
+    while (detail::waiter* w = receivers_.pop()) w->wake();
+    while (detail::waiter* w = senders_.pop()) {
+      w->status = sender_closed;
+      w->wake();
+    }
+  }
+  bool is_closed() const noexcept {
+    detail::spinlock_lock lk(lock_);
+    return closed_;
+  }
+  /// Items waiting in the channel now.
+  std::size_t size() const noexcept {
+    detail::spinlock_lock lk(lock_);
+    return items_.size();
+  }
+  std::size_t capacity() const noexcept { return capacity_; }
+
+  /// Input iteration: pops until the channel is closed and drained.
+  class iterator {
+  public:
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    explicit iterator(channel* ch) : ch_(ch) { ++*this; }
+    T& operator*() noexcept { return *current_; }
+    iterator& operator++() {
+      current_ = ch_->pop();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    bool operator==(std::default_sentinel_t) const noexcept { return !current_; }
+
+  private:
+    channel* ch_ = nullptr;
+    std::optional<T> current_;
+  };
+  iterator begin() { return iterator(this); }
+  std::default_sentinel_t end() noexcept { return {}; }
+
+private:
+  static constexpr int sender_taken = 1;
+  static constexpr int sender_closed = 2;
+
+  struct result {
+    channel_status status;
+    boost::system::error_code ec;
+  };
+
+  static channel_status checked(const result& r) {
+    throw_on_error(r.ec, "coop::channel");
+    return r.status;
+  }
+  static channel_status timed(const coop::timeout& t, const result& r) {
+    if (r.ec == errc::timed_out && t.expired()) return channel_status::timeout;
+    return checked(r);
+  }
+
+  result push_impl(T& item, bool block) {
+    detail::spinlock_lock lk(lock_);
+    if (closed_) return {channel_status::closed, {}};
+    if (detail::waiter* r = receivers_.pop()) {
+      static_cast<std::optional<T>*>(r->payload)->emplace(std::move(item));
+      r->wake();
+      return {channel_status::success, {}};
+    }
+    if (items_.size() < capacity_) {
+      items_.push_back(std::move(item));
+      return {channel_status::success, {}};
+    }
+    if (!block) return {channel_status::full, {}};
+    detail::waiter w;
+    w.payload = &item;
+    if (auto ec = senders_.wait(lk, w)) return {channel_status::timeout, ec};
+    return {w.status == sender_taken ? channel_status::success : channel_status::closed, {}};
+  }
+
+  result pop_impl(std::optional<T>& out, bool block) {
+    detail::spinlock_lock lk(lock_);
+    if (!items_.empty()) {
+      out.emplace(std::move(items_.front()));
+      items_.pop_front();
+      // Room freed: the longest-waiting sender moves its item in.
+      if (detail::waiter* s = senders_.pop()) {
+        items_.push_back(std::move(*static_cast<T*>(s->payload)));
+        s->status = sender_taken;
+        s->wake();
+      }
+      return {channel_status::success, {}};
+    }
+    if (detail::waiter* s = senders_.pop()) { // rendezvous: take straight from the sender
+      out.emplace(std::move(*static_cast<T*>(s->payload)));
+      s->status = sender_taken;
+      s->wake();
+      return {channel_status::success, {}};
+    }
+    if (closed_) return {channel_status::closed, {}};
+    if (!block) return {channel_status::empty, {}};
+    detail::waiter w;
+    w.payload = &out;
+    if (auto ec = receivers_.wait(lk, w)) return {channel_status::timeout, ec};
+    return {out ? channel_status::success : channel_status::closed, {}};
+  }
+
+  mutable detail::spinlock lock_;
+  std::deque<T> items_;
+  std::size_t capacity_;
+  bool closed_ = false;
+  detail::wait_queue receivers_;
+  detail::wait_queue senders_;
+};
+
+} // namespace coop

@@ -1,0 +1,15 @@
+// coop/coop.hpp — everything in one include.
+#pragma once
+
+#include <coop/blocking_scope.hpp>
+#include <coop/channel.hpp>
+#include <coop/error.hpp>
+#include <coop/net/connect.hpp>
+#include <coop/net/tcp_listener.hpp>
+#include <coop/net/tcp_stream.hpp>
+#include <coop/run.hpp>
+#include <coop/runtime.hpp>
+#include <coop/task.hpp>
+#include <coop/this_fiber.hpp>
+#include <coop/timeout.hpp>
+#include <coop/yield.hpp>

@@ -1,0 +1,147 @@
+// coop/detail/yield_impl.hpp — how coop::yield suspends a fiber on an Asio operation.
+#pragma once
+
+#include <coop/detail/fiber_state.hpp>
+#include <coop/error.hpp>
+
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/cancellation_type.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/fiber/context.hpp>
+
+#include <optional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace coop::detail {
+
+/// What a suspended fiber waits for: the result of one Asio operation. Lives
+/// on the fiber's stack for the duration of the call.
+template <class... Ts>
+class op_state final : public interrupter {
+public:
+  explicit op_state(fiber_state& fs) noexcept : fs_(fs), ctx_(boost::fibers::context::active()) {}
+
+  void interrupt() noexcept override { fs_.signal.emit(boost::asio::cancellation_type::terminal); }
+
+  void complete(const boost::system::error_code& ec, Ts... vs) {
+    ec_ = ec;
+    values_.emplace(std::move(vs)...);
+    finish();
+  }
+  /// The handler was destroyed without being called (its io_context went away,
+  /// or the operation was dropped): resume the fiber with an error.
+  void abandon() noexcept {
+    ec_ = boost::asio::error::operation_aborted;
+    finish();
+  }
+
+  fiber_state& fs() noexcept { return fs_; }
+
+  /// Starts nothing when an interrupt is already due; otherwise runs `init`
+  /// and parks the fiber until the handler has run.
+  template <class Init, class Handler, class... Args>
+  void run(Init&& init, Handler&& handler, Args&&... args) {
+    if (auto ec = fs_.pending_interrupt()) {
+      ec_ = ec;
+      done_ = true;
+      return;
+    }
+    std::forward<Init>(init)(std::forward<Handler>(handler), std::forward<Args>(args)...);
+    if (!done_) {
+      suspended_ = true;
+      fs_.parked = this;
+      ctx_->suspend();
+      fs_.parked = nullptr;
+    }
+    if (ec_ == boost::asio::error::operation_aborted)
+      if (auto why = fs_.pending_interrupt()) ec_ = why;
+  }
+
+  const boost::system::error_code& error() const noexcept { return ec_; }
+  std::optional<std::tuple<Ts...>>& values() noexcept { return values_; }
+
+private:
+  void finish() noexcept {
+    done_ = true;
+    fs_.signal.slot().clear();
+    if (suspended_) boost::fibers::context::active()->schedule(ctx_);
+  }
+
+  fiber_state& fs_;
+  boost::fibers::context* ctx_;
+  boost::system::error_code ec_;
+  std::optional<std::tuple<Ts...>> values_;
+  bool done_ = false;
+  bool suspended_ = false;
+};
+
+/// The completion handler coop::yield turns into. Move-only; exactly one of
+/// call or destruction reports to the waiting fiber.
+template <class... Ts>
+class yield_handler {
+public:
+  using cancellation_slot_type = boost::asio::cancellation_slot;
+
+  explicit yield_handler(op_state<Ts...>* st) noexcept : st_(st) {}
+  yield_handler(yield_handler&& other) noexcept : st_(std::exchange(other.st_, nullptr)) {}
+  yield_handler& operator=(yield_handler&&) = delete;
+  ~yield_handler() {
+    if (st_) st_->abandon();
+  }
+
+  cancellation_slot_type get_cancellation_slot() const noexcept {
+    return st_ ? st_->fs().signal.slot() : cancellation_slot_type();
+  }
+
+  void operator()(boost::system::error_code ec, Ts... vs) {
+    std::exchange(st_, nullptr)->complete(ec, std::move(vs)...);
+  }
+
+private:
+  op_state<Ts...>* st_;
+};
+
+template <class... Ts>
+struct yield_return {
+  using type = std::tuple<Ts...>;
+};
+template <>
+struct yield_return<> {
+  using type = void;
+};
+template <class T>
+struct yield_return<T> {
+  using type = T;
+};
+template <class... Ts>
+using yield_return_t = typename yield_return<Ts...>::type;
+
+/// Runs an Asio initiation with a coop::yield handler and reports its result:
+/// into `*ec_out` when given, otherwise as an exception.
+template <class... Ts, class Init, class... Args>
+yield_return_t<Ts...> yield_initiate(boost::system::error_code* ec_out, Init&& init, Args&&... args) {
+  op_state<Ts...> st(require_fiber("an operation with the coop::yield token"));
+  st.run(std::forward<Init>(init), yield_handler<Ts...>(&st), std::forward<Args>(args)...);
+  if (ec_out)
+    *ec_out = st.error();
+  else
+    throw_on_error(st.error(), "coop::yield");
+  if constexpr (sizeof...(Ts) != 0) {
+    using R = yield_return_t<Ts...>;
+    auto& v = st.values();
+    if (!v) {
+      if constexpr (std::is_default_constructible_v<R>)
+        return R{};
+      else
+        throw boost::system::system_error(st.error(), "coop::yield");
+    }
+    if constexpr (sizeof...(Ts) == 1)
+      return std::move(std::get<0>(*v));
+    else
+      return std::move(*v);
+  }
+}
+
+} // namespace coop::detail

@@ -1,0 +1,57 @@
+// coop/error.hpp — coop's error codes and the exceptions its blocking calls throw.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <stdexcept>
+#include <type_traits>
+
+namespace coop {
+
+/// Error conditions raised by coop itself (not by the operating system).
+enum class errc {
+  timed_out = 1,  ///< a `coop::timeout` scope or a deadline expired
+  cancelled,      ///< the fiber was cancelled with `task::cancel()`
+  closed,         ///< the channel was closed
+  not_in_runtime, ///< a blocking call was made outside a coop runtime
+};
+
+/// The category of `coop::errc` values; its name is "coop".
+const boost::system::error_category& coop_category() noexcept;
+
+/// Makes an error code of coop's category.
+inline boost::system::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), coop_category()};
+}
+
+/// Thrown by a blocking call inside an expired `coop::timeout` scope.
+/// `code()` is `coop::errc::timed_out`.
+class timeout_error : public boost::system::system_error {
+public:
+  timeout_error() : boost::system::system_error(make_error_code(errc::timed_out)) {}
+};
+
+/// Thrown by the blocking calls of a fiber that was cancelled.
+/// `code()` is `coop::errc::cancelled`.
+class cancelled : public boost::system::system_error {
+public:
+  cancelled() : boost::system::system_error(make_error_code(errc::cancelled)) {}
+};
+
+/// Thrown when a blocking call is made where it cannot block: outside a
+/// runtime, or on an object that belongs to another runtime thread.
+class usage_error : public std::logic_error {
+public:
+  using std::logic_error::logic_error;
+};
+
+/// Throws the exception that matches `ec`: `timeout_error`, `cancelled`, or
+/// `boost::system::system_error` for everything else. Does nothing for success.
+void throw_on_error(const boost::system::error_code& ec, const char* what = "");
+
+} // namespace coop
+
+namespace boost::system {
+template <> struct is_error_code_enum<coop::errc> : std::true_type {};
+} // namespace boost::system

@@ -1,0 +1,181 @@
+// coop/net/tcp_stream.hpp — a connected TCP socket whose calls block only the calling fiber.
+#pragma once
+
+#include <coop/detail/io_mode.hpp>
+#include <coop/error.hpp>
+#include <coop/yield.hpp>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cstddef>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coop::net {
+
+using tcp = boost::asio::ip::tcp;
+
+/// A connected TCP stream with blocking-style calls. In a fiber they suspend
+/// only that fiber while the socket is not ready; on a plain thread inside a
+/// `coop::blocking_scope` they block the thread. Every call comes as a pair:
+/// one throws `boost::system::system_error` (`coop::timeout_error`,
+/// `coop::cancelled` when interrupted), one reports into an `error_code&`.
+/// End of stream is `boost::asio::error::eof`.
+///
+/// It also models Asio's SyncReadStream/SyncWriteStream, so Boost.Beast's
+/// synchronous algorithms run over it and yield the fiber.
+///
+/// Thread-safety: one fiber at a time may read and one may write (the usual
+/// full-duplex rule); the stream belongs to the runtime thread that created
+/// it. Owns its socket; destruction closes it.
+class tcp_stream {
+public:
+  explicit tcp_stream(tcp::socket socket) noexcept : socket_(std::move(socket)) {}
+  tcp_stream(tcp_stream&&) noexcept = default;
+  tcp_stream& operator=(tcp_stream&&) noexcept = default;
+
+  /// Reads at least one byte (unless `buffers` is empty); returns the count.
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    if (begin("coop::net::tcp_stream::read_some", ec)) return socket_.async_read_some(buffers, coop::yield[ec]);
+    return ec ? 0 : socket_.read_some(buffers, ec);
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = read_some(buffers, ec);
+    throw_on_error(ec, "read_some");
+    return n;
+  }
+
+  /// Fills `buffers` completely; fails with `eof` if the peer closes first.
+  template <class MutableBuffers>
+  std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    if (begin("coop::net::tcp_stream::read_exact", ec))
+      return boost::asio::async_read(socket_, buffers, coop::yield[ec]);
+    return ec ? 0 : boost::asio::read(socket_, buffers, ec);
+  }
+  template <class MutableBuffers>
+  std::size_t read_exact(const MutableBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = read_exact(buffers, ec);
+    throw_on_error(ec, "read_exact");
+    return n;
+  }
+
+  /// Reads into `buffer` (appending) until it contains `delim`; returns the
+  /// length up to and including the delimiter. Bytes after it stay in
+  /// `buffer` for the next call. Fails with `not_found` once `buffer` would
+  /// grow past `max_size`.
+  std::size_t read_until(std::string& buffer, std::string_view delim, boost::system::error_code& ec,
+                         std::size_t max_size = (std::numeric_limits<std::size_t>::max)());
+  std::size_t read_until(std::string& buffer, std::string_view delim,
+                         std::size_t max_size = (std::numeric_limits<std::size_t>::max)()) {
+    boost::system::error_code ec;
+    std::size_t n = read_until(buffer, delim, ec, max_size);
+    throw_on_error(ec, "read_until");
+    return n;
+  }
+
+  /// Writes some of `buffers`; returns the count.
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    if (begin("coop::net::tcp_stream::write_some", ec)) {
+      if (ec) return 0;
+      std::size_t n = socket_.write_some(buffers, ec); // non-blocking attempt first
+      if (ec != boost::asio::error::would_block) return n;
+      return socket_.async_write_some(buffers, coop::yield[ec]);
+    }
+    return ec ? 0 : socket_.write_some(buffers, ec);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = write_some(buffers, ec);
+    throw_on_error(ec, "write_some");
+    return n;
+  }
+
+  /// Writes all of `buffers`. In a fiber, it first writes directly (no
+  /// scheduler round trip when the socket has room) and waits only for the rest.
+  template <class ConstBuffers>
+  std::size_t write_all(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    if (!begin("coop::net::tcp_stream::write_all", ec)) return ec ? 0 : boost::asio::write(socket_, buffers, ec);
+    if (ec) return 0;
+    std::size_t total = boost::asio::buffer_size(buffers);
+    std::size_t n = socket_.write_some(buffers, ec);
+    if (n == total && !ec) return n;
+    if (ec && ec != boost::asio::error::would_block) return n;
+    return n + write_rest(rest_after(buffers, n), ec);
+  }
+  template <class ConstBuffers>
+  std::size_t write_all(const ConstBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = write_all(buffers, ec);
+    throw_on_error(ec, "write_all");
+    return n;
+  }
+
+  /// Half-closes: the peer reads end of stream; this side may still read.
+  void shutdown_send(boost::system::error_code& ec) { socket_.shutdown(tcp::socket::shutdown_send, ec); }
+  void shutdown_send() {
+    boost::system::error_code ec;
+    shutdown_send(ec);
+    throw_on_error(ec, "shutdown_send");
+  }
+
+  /// Closes the socket; a fiber blocked on it fails with `operation_aborted`.
+  void close(boost::system::error_code& ec) { socket_.close(ec); }
+  void close() {
+    boost::system::error_code ec;
+    close(ec);
+    throw_on_error(ec, "close");
+  }
+  bool is_open() const noexcept { return socket_.is_open(); }
+
+  tcp::endpoint remote_endpoint() const { return socket_.remote_endpoint(); }
+  tcp::endpoint remote_endpoint(boost::system::error_code& ec) const { return socket_.remote_endpoint(ec); }
+  tcp::endpoint local_endpoint() const { return socket_.local_endpoint(); }
+  tcp::endpoint local_endpoint(boost::system::error_code& ec) const { return socket_.local_endpoint(ec); }
+
+  /// Disables (true) or enables Nagle's algorithm. coop's accept and connect
+  /// turn it off.
+  void set_no_delay(bool on = true) { socket_.set_option(tcp::no_delay(on)); }
+
+  /// The underlying Asio socket, for options and operations coop does not wrap.
+  tcp::socket& socket() noexcept { return socket_; }
+  using executor_type = tcp::socket::executor_type;
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+
+private:
+  /// Returns true for fiber mode (after checking for a due interruption into
+  /// `ec`), false for blocking mode.
+  bool begin(const char* what, boost::system::error_code& ec);
+
+  template <class ConstBuffers>
+  static std::vector<boost::asio::const_buffer> rest_after(const ConstBuffers& buffers, std::size_t skip) {
+    std::vector<boost::asio::const_buffer> rest;
+    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      boost::asio::const_buffer b(*it);
+      if (skip >= b.size()) {
+        skip -= b.size();
+        continue;
+      }
+      rest.push_back(b + skip);
+      skip = 0;
+    }
+    return rest;
+  }
+  std::size_t write_rest(const std::vector<boost::asio::const_buffer>& rest, boost::system::error_code& ec);
+
+  tcp::socket socket_;
+  bool non_blocking_ = false; ///< user-level non-blocking mode is on (fiber use)
+};
+
+} // namespace coop::net

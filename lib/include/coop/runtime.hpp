@@ -1,0 +1,66 @@
+// coop/runtime.hpp — a multi-threaded runtime: one scheduler and io_context per thread.
+#pragma once
+
+#include <coop/detail/worker.hpp>
+#include <coop/run.hpp>
+#include <coop/task.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace coop {
+
+/// N OS threads, each a coop runtime thread with its own scheduler and
+/// io_context. Fibers never move between threads; spread work with
+/// `spawn_on` or `run_on_each` (e.g. one SO_REUSEPORT listener per thread).
+///
+/// Thread-safety: all members may be called from any thread except that the
+/// destructor must not run on one of the runtime's own threads. The
+/// destructor waits for every fiber of the runtime to finish.
+class runtime {
+public:
+  /// Starts `threads` runtime threads (0: one per hardware thread).
+  explicit runtime(unsigned threads = 0, const run_options& opts = {});
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Number of runtime threads.
+  unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
+
+  /// Starts `fn` in a new fiber on runtime thread `index`.
+  template <class F>
+  task<detail::spawn_result_t<F>> spawn_on(unsigned index, F&& fn) {
+    using R = detail::spawn_result_t<F>;
+    detail::worker& w = *workers_.at(index);
+    auto st = std::make_shared<detail::task_state<R>>();
+    st->bind(w, nullptr);
+    boost::asio::post(w.io, [&w, st, f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
+      auto* raw = st.get();
+      detail::launch_fiber(w, std::move(st), [raw, g = std::move(f)]() mutable { raw->run(g); });
+    });
+    return task<R>(std::move(st));
+  }
+
+  /// Runs `fn(index)` in a fiber on every runtime thread and waits for all of
+  /// them; rethrows the first exception (after all have finished).
+  template <class F>
+  void run_on_each(F fn) {
+    std::vector<task<void>> tasks;
+    for (unsigned i = 0; i < size(); ++i) tasks.push_back(spawn_on(i, [fn, i]() mutable { fn(i); }));
+    join_all(tasks);
+    for (auto& t : tasks) t.get();
+  }
+
+  /// Index of the calling runtime thread, or -1 when called elsewhere.
+  static int this_thread_index() noexcept;
+
+private:
+  std::vector<std::unique_ptr<detail::worker>> workers_;
+  std::vector<std::thread> threads_;
+};
+
+} // namespace coop

@@ -1,0 +1,32 @@
+// coop/this_fiber.hpp — sleeping and yielding in the calling fiber.
+#pragma once
+
+#include <boost/system/error_code.hpp>
+
+#include <chrono>
+
+namespace coop {
+
+/// Suspends the calling fiber until `deadline` (other fibers run meanwhile).
+/// Throws `timeout_error`/`cancelled` when interrupted; `usage_error` outside
+/// a runtime fiber. A deadline already past only yields.
+void sleep_until(std::chrono::steady_clock::time_point deadline);
+void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::error_code& ec);
+
+/// Suspends the calling fiber for `d` (gevent.sleep). `sleep_for(0s)` yields.
+template <class Rep, class Period>
+void sleep_for(std::chrono::duration<Rep, Period> d) {
+  sleep_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+}
+template <class Rep, class Period>
+void sleep_for(std::chrono::duration<Rep, Period> d, boost::system::error_code& ec) {
+  sleep_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d), ec);
+}
+
+namespace this_fiber {
+/// Lets every other ready fiber of this thread run, then continues.
+/// Throws `timeout_error`/`cancelled` when an interruption is due.
+void yield();
+} // namespace this_fiber
+
+} // namespace coop

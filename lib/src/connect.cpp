@@ -1,0 +1,65 @@
+#include <coop/net/connect.hpp>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/address.hpp>
+
+#include <string>
+
+namespace coop::net {
+namespace {
+
+tcp_stream finish(tcp::socket s, boost::system::error_code& ec) {
+  if (!ec) {
+    boost::system::error_code ignored;
+    s.set_option(tcp::no_delay(true), ignored);
+  }
+  return tcp_stream(std::move(s));
+}
+
+} // namespace
+
+tcp_stream connect(const tcp::endpoint& endpoint, boost::system::error_code& ec) {
+  tcp::socket s(detail::io_for_new_object("coop::net::connect"));
+  detail::io_mode mode = detail::mode_for(s.get_executor(), "coop::net::connect");
+  ec.clear();
+  if (mode.fiber)
+    s.async_connect(endpoint, coop::yield[ec]);
+  else
+    s.connect(endpoint, ec);
+  return finish(std::move(s), ec);
+}
+
+tcp_stream connect(std::string_view host, std::uint16_t port, boost::system::error_code& ec) {
+  boost::system::error_code parse_ec;
+  auto address = boost::asio::ip::make_address(std::string(host), parse_ec);
+  if (!parse_ec) return connect(tcp::endpoint(address, port), ec);
+
+  tcp::socket s(detail::io_for_new_object("coop::net::connect"));
+  detail::io_mode mode = detail::mode_for(s.get_executor(), "coop::net::connect");
+  tcp::resolver resolver(s.get_executor());
+  tcp::resolver::results_type results;
+  if (mode.fiber) {
+    results = resolver.async_resolve(std::string(host), std::to_string(port), coop::yield[ec]);
+    if (!ec) boost::asio::async_connect(s, results, coop::yield[ec]);
+  } else {
+    results = resolver.resolve(std::string(host), std::to_string(port), ec);
+    if (!ec) boost::asio::connect(s, results, ec);
+  }
+  return finish(std::move(s), ec);
+}
+
+tcp_stream connect(const tcp::endpoint& endpoint) {
+  boost::system::error_code ec;
+  tcp_stream s = connect(endpoint, ec);
+  throw_on_error(ec, "connect");
+  return s;
+}
+
+tcp_stream connect(std::string_view host, std::uint16_t port) {
+  boost::system::error_code ec;
+  tcp_stream s = connect(host, port, ec);
+  throw_on_error(ec, "connect");
+  return s;
+}
+
+} // namespace coop::net

@@ -1,0 +1,83 @@
+#include <coop/detail/scheduler.hpp>
+#include <coop/detail/worker.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/fiber/type.hpp>
+
+#include <exception>
+#include <iostream>
+
+namespace coop::detail {
+
+using boost::fibers::context;
+using clock = std::chrono::steady_clock;
+
+scheduler::scheduler(worker& w) noexcept : worker_(w) {}
+
+void scheduler::awakened(context* ctx, fiber_state& props) noexcept {
+  // The main and dispatcher contexts outlive a coop::run; point them at the
+  // worker that schedules them now.
+  props.owner = &worker_;
+  ctx->ready_link(ready_);
+}
+
+context* scheduler::pick_next() noexcept {
+  // Only the dispatcher may run handlers here: it is not in the ready queue,
+  // so a handler can ready any other fiber safely.
+  if (!ready_.empty() && context::active()->is_context(boost::fibers::type::dispatcher_context)) {
+    auto now = clock::now();
+    if (now - last_reactor_visit_ >= poll_interval) {
+      last_reactor_visit_ = now;
+      run_handlers(false, {});
+    }
+  }
+  if (ready_.empty()) return nullptr;
+  context* ctx = &ready_.front();
+  ready_.pop_front();
+  return ctx;
+}
+
+bool scheduler::has_ready_fibers() const noexcept { return !ready_.empty(); }
+
+void scheduler::suspend_until(clock::time_point const& tp) noexcept {
+  run_handlers(true, tp);
+  last_reactor_visit_ = clock::now();
+}
+
+void scheduler::run_handlers(bool block, clock::time_point tp) noexcept {
+  auto& io = worker_.io;
+  try {
+    if (io.stopped()) io.restart();
+    if (!block)
+      io.poll();
+    else if (tp == (clock::time_point::max)())
+      io.run_one();
+    else
+      io.run_one_until(tp);
+  } catch (const std::exception& e) {
+    std::cerr << "coop: exception escaped an Asio handler: " << e.what() << std::endl;
+  } catch (...) {
+    std::cerr << "coop: unknown exception escaped an Asio handler" << std::endl;
+  }
+}
+
+void scheduler::notify() noexcept {
+  // Called from any thread when a fiber of ours became ready remotely. Posting
+  // to the io_context is thread-safe and wakes run_one(); the flag keeps a
+  // burst of wake-ups down to one queued handler.
+  if (!notified_.exchange(true, std::memory_order_acq_rel)) {
+    try {
+      boost::asio::post(worker_.io, [this] { notified_.store(false, std::memory_order_release); });
+    } catch (...) {
+      notified_.store(false, std::memory_order_release);
+    }
+  }
+}
+
+boost::fibers::fiber_properties* scheduler::new_properties(context* ctx) {
+  auto* props = new fiber_state(ctx);
+  props->owner = &worker_;
+  return props;
+}
+
+} // namespace coop::detail
