@@ -4,6 +4,7 @@
 #include <coop/blocking_scope.hpp>
 #include <coop/channel.hpp>
 #include <coop/error.hpp>
+#include <coop/io.hpp>
 #include <coop/net/connect.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
