@@ -1,0 +1,62 @@
+// apps/common/app.hpp — the few things every sample app does the same way:
+// parse options (exit 2 with one line on bad input), say where it listens,
+// raise the open-file limit.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/program_options.hpp>
+
+#include <iostream>
+#include <string>
+
+namespace coop_app {
+
+namespace po = boost::program_options;
+
+/// Parses `argv` against `options` (plus --help). Prints usage and exits 0
+/// for --help; prints "NAME: error: ..." on one line and exits 2 for bad input.
+inline po::variables_map parse(int argc, char** argv, const std::string& name, const std::string& summary,
+                               po::options_description options) {
+  options.add_options()("help,h", "show this help and exit");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "Usage: " << name << " [options]\n" << summary << "\n\n" << options << std::flush;
+      std::exit(0);
+    }
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << name << ": error: " << e.what() << " (try --help)" << std::endl;
+    std::exit(2);
+  }
+  return vm;
+}
+
+/// Exits 2 with "NAME: error: MESSAGE" on one line.
+[[noreturn]] inline void usage_error(const std::string& name, const std::string& message) {
+  std::cerr << name << ": error: " << message << " (try --help)" << std::endl;
+  std::exit(2);
+}
+
+/// Prints the single "listening on HOST:PORT" line scripts wait for, flushed.
+template <class Endpoint>
+void announce_listening(const Endpoint& ep) {
+  auto a = ep.address();
+  std::string host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+  std::cout << "listening on " << host << ":" << ep.port() << std::endl;
+}
+
+/// Parses a host address; exits 2 when it is not a numeric IPv4/IPv6 address.
+inline boost::asio::ip::address parse_address(const std::string& name, const std::string& host) {
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(host, ec);
+  if (ec) usage_error(name, "--host: not an IP address: '" + host + "'");
+  return a;
+}
+
+/// Raises the soft limit on open files to the hard limit; returns the new soft limit.
+unsigned long raise_open_file_limit();
+
+} // namespace coop_app
