@@ -29,6 +29,7 @@ void yield() {
   auto& fs = detail::require_fiber("coop::this_fiber::yield");
   throw_on_error(fs.pending_interrupt(), "coop::this_fiber::yield");
   boost::this_fiber::yield();
+  throw_on_error(fs.pending_interrupt(), "coop::this_fiber::yield");
 }
 } // namespace this_fiber
 

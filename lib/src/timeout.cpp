@@ -7,6 +7,7 @@ timeout::timeout(std::chrono::steady_clock::time_point deadline)
     : fs_(&detail::require_fiber("coop::timeout")), link_(std::make_shared<link>(link{this})),
       timer_(fs_->owner->io, deadline) {
   node_.outer = fs_->timeouts;
+  node_.deadline = deadline;
   node_.shield_depth = fs_->shield_depth;
   fs_->timeouts = &node_;
   timer_.async_wait([l = link_](const boost::system::error_code& ec) {
@@ -26,6 +27,7 @@ timeout::~timeout() {
 void timeout::cancel() noexcept {
   link_->self = nullptr;
   node_.expired = false;
+  node_.disarmed = true;
   boost::system::error_code ignored;
   timer_.cancel();
 }

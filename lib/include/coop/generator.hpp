@@ -105,6 +105,10 @@ template <class Send, class S2> constexpr bool can_forward_send() {
 /// independent. The body must not resume its own generator, and `co` must be
 /// used only on the body's own stack (not from a generator the body resumes).
 ///
+/// Fibers: a generator is not a fiber and needs no runtime. Resumed from a
+/// coop fiber, its body may block (sleep, socket calls): that fiber parks
+/// with it while the others run.
+///
 /// Cost: one `next()` is two stack switches and no allocation. Creating one
 /// allocates the shared state and the stack (`fixedsize_stack` by default;
 /// pass any Boost.Context stack allocator with `std::allocator_arg`).

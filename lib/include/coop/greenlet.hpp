@@ -149,7 +149,7 @@ public:
     requires(!std::is_void_v<U>)
   U switch_to(std::type_identity_t<U> value) {
     detail::greenlet_thread& t = detail::greenlet_this_thread();
-    record* target = checked_target(t);
+    detail::greenlet_record* target = checked_target(t);
     detail::greenlet_record* self = t.current_;
     if (target == self) return value;
     static_cast<std::optional<T>*>(target->inbox_)->emplace(std::move(value));
@@ -166,7 +166,7 @@ public:
     requires std::is_void_v<U>
   void switch_to() {
     detail::greenlet_thread& t = detail::greenlet_this_thread();
-    record* target = checked_target(t);
+    detail::greenlet_record* target = checked_target(t);
     detail::greenlet_record* self = t.current_;
     if (target == self) return;
     self->inbox_ = nullptr;
@@ -181,11 +181,30 @@ public:
   template <class U> void set_parent(const greenlet<U>& parent) {
     if (rec_ == nullptr || parent.rec_ == nullptr)
       throw greenlet_error(greenlet_errc::empty, "coop::greenlet::set_parent: empty handle");
+    if (rec_->is_root_)
+      throw greenlet_error(greenlet_errc::parent_cycle, "coop::greenlet::set_parent: the main greenlet has no parent");
     for (detail::greenlet_record* p = parent.rec_; p != nullptr; p = p->parent_)
       if (p == rec_)
         throw greenlet_error(greenlet_errc::parent_cycle, "coop::greenlet::set_parent: cyclic parent chain");
     detail::greenlet_add_ref(parent.rec_);
     detail::greenlet_release(detail::greenlet_this_thread(), std::exchange(rec_->parent_, parent.rec_));
+  }
+
+  /// A handle on the greenlet running now: the thread's main greenlet when
+  /// called outside all greenlets (Python's `greenlet.getcurrent()`). Use it
+  /// to switch back later, e.g. `auto main = coop::greenlet<>::current();`.
+  static greenlet current() {
+    detail::greenlet_record* r = detail::greenlet_this_thread().current_;
+    detail::greenlet_add_ref(r);
+    return greenlet(r);
+  }
+
+  /// A handle on the greenlet that receives this one's result (Python's
+  /// `g.parent`); empty for the main greenlet and an empty handle.
+  greenlet parent() const {
+    if (rec_ == nullptr || rec_->parent_ == nullptr) return greenlet();
+    detail::greenlet_add_ref(rec_->parent_);
+    return greenlet(rec_->parent_);
   }
 
   /// True once the function has returned or thrown, or the greenlet was
@@ -234,7 +253,9 @@ private:
     return detail::greenlet_leave(here, r, parent);
   }
 
-  record* checked_target(detail::greenlet_thread& t) const {
+  explicit greenlet(detail::greenlet_record* r) noexcept : rec_(r) {}
+
+  detail::greenlet_record* checked_target(detail::greenlet_thread& t) const {
     if (rec_ == nullptr) throw greenlet_error(greenlet_errc::empty, "coop::greenlet::switch_to: empty handle");
     if (rec_->root_ != &t.root_)
       throw greenlet_error(greenlet_errc::wrong_thread,
@@ -244,7 +265,7 @@ private:
     if (rec_->status_ != detail::greenlet_status::running && rec_->inbox_type_ != &detail::greenlet_type_tag<T>)
       throw greenlet_error(greenlet_errc::type_mismatch,
                            "coop::greenlet::switch_to: the greenlet waits for a value of another type");
-    return static_cast<record*>(rec_);
+    return rec_;
   }
 
   /// Back in `self` after a switch: raise what a child ended with.

@@ -37,7 +37,9 @@ public:
   timeout& operator=(const timeout&) = delete;
 
   /// True once the deadline has passed (and the scope was not cancelled).
-  bool expired() const noexcept { return node_.expired; }
+  bool expired() const noexcept {
+    return node_.expired || (!node_.disarmed && std::chrono::steady_clock::now() >= node_.deadline);
+  }
   /// Disarms the timeout early; the scope then never fires.
   void cancel() noexcept;
 

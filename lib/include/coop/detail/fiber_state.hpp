@@ -7,6 +7,8 @@
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
 
+#include <chrono>
+
 namespace coop::detail {
 
 struct worker;
@@ -25,7 +27,9 @@ protected:
 /// One entry of a fiber's stack of `coop::timeout` scopes.
 struct timeout_node {
   timeout_node* outer = nullptr;
-  bool expired = false;
+  std::chrono::steady_clock::time_point deadline{};
+  bool expired = false; ///< set by the timer, or found when a blocking call looks
+  bool disarmed = false;
   int shield_depth = 0; ///< the fiber's shield depth when the scope began
 };
 
@@ -48,8 +52,14 @@ public:
   /// The error a blocking call must fail with now, or success.
   boost::system::error_code pending_interrupt() const noexcept {
     if (cancel_requested && shield_depth == 0) return make_error_code(errc::cancelled);
-    for (const timeout_node* t = timeouts; t; t = t->outer)
+    if (!timeouts) return {};
+    // Look at the clock too: the timer's handler may not have run yet (a fiber
+    // that computed past its deadline without blocking).
+    auto now = std::chrono::steady_clock::now();
+    for (timeout_node* t = timeouts; t; t = t->outer) {
+      if (!t->expired && !t->disarmed && now >= t->deadline) t->expired = true;
       if (t->expired && t->shield_depth >= shield_depth) return make_error_code(errc::timed_out);
+    }
     return {};
   }
 

@@ -33,6 +33,7 @@ public:
   /// The handler was destroyed without being called (its io_context went away,
   /// or the operation was dropped): resume the fiber with an error.
   void abandon() noexcept {
+    if (done_) return; // the operation was never started
     ec_ = boost::asio::error::operation_aborted;
     finish();
   }

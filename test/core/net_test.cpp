@@ -1,0 +1,241 @@
+#define BOOST_TEST_MODULE coop_net
+#include "support.hpp"
+
+#include <array>
+#include <atomic>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+namespace {
+
+/// Starts an echo server fiber on the calling runtime thread; returns its port.
+/// The returned task accepts until cancelled.
+std::pair<std::uint16_t, coop::task<void>> echo_server() {
+  auto listener = std::make_shared<coop::net::tcp_listener>(test_support::loopback());
+  auto port = listener->local_endpoint().port();
+  auto t = coop::spawn([listener] {
+    for (;;) {
+      coop::spawn([c = listener->accept()]() mutable {
+        std::array<char, 4096> buf;
+        boost::system::error_code ec;
+        for (;;) {
+          std::size_t n = c.read_some(boost::asio::buffer(buf), ec);
+          if (ec == boost::asio::error::eof) {
+            c.shutdown_send(ec);
+            return;
+          }
+          if (ec) return;
+          c.write_all(boost::asio::buffer(buf.data(), n), ec);
+          if (ec) return;
+        }
+      }).detach();
+    }
+  });
+  return {port, std::move(t)};
+}
+
+std::string pattern(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  return s;
+}
+
+} // namespace
+
+COOP_TEST_CASE(listener_on_port_zero_gets_a_real_port) {
+  coop::net::tcp_listener l(test_support::loopback());
+  BOOST_TEST(l.local_endpoint().port() != 0);
+  BOOST_TEST(l.local_endpoint().address().to_string() == "127.0.0.1");
+}
+
+COOP_TEST_CASE(echo_of_many_sizes_with_read_exact) {
+  auto [port, server] = echo_server();
+  auto s = coop::net::connect("127.0.0.1", port);
+  for (std::size_t size : {1u, 100u, 4096u, 65537u, 1u << 20}) {
+    std::string msg = pattern(size), back(size, '\0');
+    // Write and read concurrently: a large message does not fit the socket buffers.
+    auto writer = coop::spawn([&] { s.write_all(boost::asio::buffer(msg)); });
+    BOOST_TEST(s.read_exact(boost::asio::buffer(back)) == size);
+    writer.join();
+    BOOST_TEST((back == msg));
+  }
+  BOOST_TEST(s.remote_endpoint().port() == port);
+  server.cancel();
+}
+
+COOP_TEST_CASE(connect_by_name_resolves_off_thread) {
+  auto [port, server] = echo_server();
+  auto s = coop::net::connect("localhost", port);
+  s.write_all(boost::asio::buffer("ping\n", 5));
+  std::string buf;
+  std::size_t n = s.read_until(buf, "\n");
+  BOOST_TEST(buf.substr(0, n) == "ping\n");
+  server.cancel();
+}
+
+COOP_TEST_CASE(read_until_keeps_the_bytes_after_the_delimiter) {
+  auto [port, server] = echo_server();
+  auto s = coop::net::connect("127.0.0.1", port);
+  s.write_all(boost::asio::buffer(std::string("one\ntwo\nthree")));
+  std::string buf;
+  std::size_t n = s.read_until(buf, "\n");
+  BOOST_TEST(buf.substr(0, n) == "one\n");
+  buf.erase(0, n);
+  n = s.read_until(buf, "\n");
+  BOOST_TEST(buf.substr(0, n) == "two\n");
+  buf.erase(0, n);
+  s.write_all(boost::asio::buffer(std::string(" and more, still no newline")));
+  boost::system::error_code ec;
+  s.read_until(buf, "\n", ec, 8); // the limit stops it before a delimiter arrives
+  BOOST_TEST((ec == boost::asio::error::not_found));
+  server.cancel();
+}
+
+COOP_TEST_CASE(half_close_delivers_eof_and_the_rest) {
+  auto [port, server] = echo_server();
+  auto s = coop::net::connect("127.0.0.1", port);
+  s.write_all(boost::asio::buffer("tail", 4));
+  s.shutdown_send();
+  std::array<char, 4> back;
+  s.read_exact(boost::asio::buffer(back));
+  BOOST_TEST(std::string(back.data(), 4) == "tail");
+  boost::system::error_code ec;
+  s.read_some(boost::asio::buffer(back), ec);
+  BOOST_TEST((ec == boost::asio::error::eof));
+  server.cancel();
+}
+
+COOP_TEST_CASE(connection_refused_is_an_error_not_a_crash) {
+  std::uint16_t port;
+  {
+    coop::net::tcp_listener l(test_support::loopback());
+    port = l.local_endpoint().port();
+  }
+  boost::system::error_code ec;
+  coop::net::connect("127.0.0.1", port, ec);
+  BOOST_TEST((ec == boost::asio::error::connection_refused));
+  BOOST_CHECK_THROW(coop::net::connect("127.0.0.1", port), boost::system::system_error);
+}
+
+COOP_TEST_CASE(a_peer_that_resets_gives_an_error) {
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+  auto client = coop::spawn([port] {
+    auto s = coop::net::connect("127.0.0.1", port);
+    s.socket().set_option(boost::asio::socket_base::linger(true, 0)); // close sends RST
+    s.close();
+  });
+  auto conn = l.accept();
+  client.join();
+  coop::sleep_for(5ms);
+  std::array<char, 16> buf;
+  boost::system::error_code ec;
+  conn.read_some(boost::asio::buffer(buf), ec);
+  BOOST_TEST((ec == boost::asio::error::connection_reset));
+  std::string big(1 << 20, 'x');
+  conn.write_all(boost::asio::buffer(big), ec);
+  BOOST_TEST(!!ec); // broken pipe / reset, not SIGPIPE
+}
+
+COOP_TEST_CASE(a_slow_reader_blocks_only_its_own_connection) {
+  auto [port, server] = echo_server();
+  auto stuck = coop::net::connect("127.0.0.1", port);
+  std::string big(8 << 20, 'x');
+  auto flooder = coop::spawn([&] {
+    boost::system::error_code ec;
+    stuck.write_all(boost::asio::buffer(big), ec); // never read back: fills both directions
+  });
+  coop::sleep_for(20ms);
+  auto other = coop::net::connect("127.0.0.1", port);
+  other.write_all(boost::asio::buffer("fine", 4));
+  std::array<char, 4> back;
+  {
+    coop::timeout t(5s);
+    other.read_exact(boost::asio::buffer(back));
+  }
+  BOOST_TEST(std::string(back.data(), 4) == "fine");
+  flooder.cancel();
+  server.cancel();
+}
+
+COOP_TEST_CASE(an_object_of_another_runtime_thread_is_a_usage_error) {
+  coop::runtime rt(1);
+  auto foreign = rt.spawn_on(0, [] {
+                   return std::make_shared<coop::net::tcp_listener>(test_support::loopback());
+                 }).get();
+  BOOST_CHECK_THROW(foreign->accept(), coop::usage_error);
+  rt.spawn_on(0, [foreign]() mutable { foreign.reset(); }).get();
+}
+
+BOOST_AUTO_TEST_CASE(the_same_handler_runs_on_a_plain_thread_in_a_blocking_scope) {
+  std::string got;
+  std::atomic<bool> finished{false};
+  coop::run([&] {
+    auto [port, server] = echo_server();
+    std::thread t([&, port = port] {
+      coop::blocking_scope blocking;
+      auto s = coop::net::connect("127.0.0.1", port);
+      s.write_all(boost::asio::buffer("thread", 6));
+      std::array<char, 6> back;
+      s.read_exact(boost::asio::buffer(back));
+      got.assign(back.data(), back.size());
+      finished = true;
+    });
+    while (!finished) coop::sleep_for(1ms);
+    t.join();
+    server.cancel();
+  });
+  BOOST_TEST(got == "thread");
+}
+
+BOOST_AUTO_TEST_CASE(blocking_scope_on_a_runtime_thread_is_a_usage_error) {
+  coop::run([] { BOOST_CHECK_THROW(coop::blocking_scope b, coop::usage_error); });
+}
+
+BOOST_AUTO_TEST_CASE(reuse_port_listeners_one_per_runtime_thread) {
+  for (unsigned threads : runtime_sizes) {
+    coop::runtime rt(threads);
+    // Thread 0 picks the port; the others join it with SO_REUSEPORT.
+    coop::net::listen_options opts;
+    opts.reuse_port = true;
+    auto first = rt.spawn_on(0, [opts] {
+                   return std::make_shared<coop::net::tcp_listener>(test_support::loopback(), opts);
+                 }).get();
+    auto port = first->local_endpoint().port();
+    std::atomic<int> served{0};
+    std::vector<coop::task<void>> servers;
+    for (unsigned i = 0; i < threads; ++i)
+      servers.push_back(rt.spawn_on(i, [&, i, opts] {
+        auto l = i == 0 ? first
+                        : std::make_shared<coop::net::tcp_listener>(
+                              boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), opts);
+        for (;;) {
+          auto c = l->accept();
+          std::array<char, 1> b;
+          c.read_exact(boost::asio::buffer(b));
+          c.write_all(boost::asio::buffer(b));
+          ++served;
+        }
+      }));
+    auto clients = rt.spawn_on(0, [port] {
+      std::vector<coop::task<bool>> cs;
+      for (int i = 0; i < 40; ++i)
+        cs.push_back(coop::spawn([port] {
+          auto s = coop::net::connect("127.0.0.1", port);
+          s.write_all(boost::asio::buffer("x", 1));
+          std::array<char, 1> b;
+          s.read_exact(boost::asio::buffer(b));
+          return b[0] == 'x';
+        }));
+      int ok = 0;
+      for (auto& c : cs) ok += c.get();
+      return ok;
+    });
+    BOOST_TEST(clients.get() == 40);
+    for (auto& s : servers) s.cancel();
+    coop::join_all(servers);
+    first.reset();
+    BOOST_TEST(served.load() == 40);
+  }
+}

@@ -1,0 +1,180 @@
+#define BOOST_TEST_MODULE coop_task
+#include "support.hpp"
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+BOOST_AUTO_TEST_CASE(run_returns_the_function_result) {
+  BOOST_TEST(coop::run([] { return 42; }) == 42);
+}
+
+BOOST_AUTO_TEST_CASE(run_rethrows_the_function_exception) {
+  BOOST_CHECK_THROW(coop::run([]() -> int { throw std::runtime_error("boom"); }), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_CASE(run_waits_for_detached_fibers) {
+  int finished = 0;
+  coop::run([&] {
+    for (int i = 0; i < 5; ++i)
+      coop::spawn([&] {
+        coop::sleep_for(10ms);
+        ++finished;
+      }).detach();
+  });
+  BOOST_TEST(finished == 5);
+}
+
+BOOST_AUTO_TEST_CASE(run_twice_on_one_thread) {
+  BOOST_TEST(coop::run([] { return 1; }) == 1);
+  BOOST_TEST(coop::run([] {
+               coop::sleep_for(1ms);
+               return 2;
+             }) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(nested_run_is_a_usage_error) {
+  coop::run([] { BOOST_CHECK_THROW(coop::run([] {}), coop::usage_error); });
+}
+
+BOOST_AUTO_TEST_CASE(blocking_calls_outside_a_runtime_are_usage_errors) {
+  BOOST_CHECK_THROW(coop::spawn([] {}).detach(), coop::usage_error);
+  BOOST_CHECK_THROW(coop::sleep_for(1ms), coop::usage_error);
+  BOOST_CHECK_THROW(coop::this_fiber::yield(), coop::usage_error);
+  BOOST_CHECK_THROW(coop::timeout(1s), coop::usage_error);
+  BOOST_CHECK_THROW(coop::net::tcp_listener(test_support::loopback()), coop::usage_error);
+  BOOST_CHECK_THROW(coop::net::connect("127.0.0.1", 1), coop::usage_error);
+  try {
+    coop::sleep_for(1ms);
+  } catch (const coop::usage_error& e) {
+    BOOST_TEST(std::string(e.what()).find("coop::sleep") != std::string::npos);
+  }
+}
+
+COOP_TEST_CASE(spawned_fiber_runs_when_the_spawner_blocks) {
+  std::vector<int> order;
+  auto t = coop::spawn([&] { order.push_back(2); });
+  order.push_back(1);
+  t.join();
+  order.push_back(3);
+  BOOST_TEST((order == std::vector<int>{1, 2, 3}));
+}
+
+COOP_TEST_CASE(get_returns_value_and_rethrows) {
+  auto ok = coop::spawn([] { return std::string("value"); });
+  auto bad = coop::spawn([]() -> int { throw std::logic_error("bad"); });
+  BOOST_TEST(ok.get() == "value");
+  BOOST_CHECK_THROW(bad.get(), std::logic_error);
+  BOOST_TEST(bad.done());
+}
+
+COOP_TEST_CASE(exception_escaping_a_detached_fiber_does_not_terminate) {
+  coop::spawn([] { throw std::runtime_error("nobody listens"); }).detach();
+  coop::sleep_for(1ms);
+  BOOST_TEST(true); // still alive
+}
+
+COOP_TEST_CASE(join_all_waits_for_every_task) {
+  std::vector<coop::task<void>> tasks;
+  int done = 0;
+  for (int i = 0; i < 10; ++i)
+    tasks.push_back(coop::spawn([&, i] {
+      coop::sleep_for(std::chrono::milliseconds(i));
+      ++done;
+    }));
+  coop::join_all(tasks);
+  BOOST_TEST(done == 10);
+  auto a = coop::spawn([] {});
+  auto b = coop::spawn([] { coop::sleep_for(1ms); });
+  coop::join_all(a, b);
+  BOOST_TEST((a.done() && b.done()));
+}
+
+COOP_TEST_CASE(yield_lets_others_run_in_turn) {
+  std::string trace;
+  auto a = coop::spawn([&] {
+    for (int i = 0; i < 3; ++i) {
+      trace += 'a';
+      coop::this_fiber::yield();
+    }
+  });
+  auto b = coop::spawn([&] {
+    for (int i = 0; i < 3; ++i) {
+      trace += 'b';
+      coop::this_fiber::yield();
+    }
+  });
+  coop::join_all(a, b);
+  BOOST_TEST(trace == "ababab");
+}
+
+COOP_TEST_CASE(sleeps_wake_in_deadline_order) {
+  std::string trace;
+  auto slow = coop::spawn([&] {
+    coop::sleep_for(40ms);
+    trace += "slow ";
+  });
+  auto fast = coop::spawn([&] {
+    coop::sleep_for(10ms);
+    trace += "fast ";
+  });
+  auto now = coop::spawn([&] {
+    coop::sleep_for(0ms);
+    trace += "zero ";
+  });
+  coop::join_all(slow, fast, now);
+  BOOST_TEST(trace == "zero fast slow ");
+}
+
+COOP_TEST_CASE(ten_thousand_fibers) {
+  constexpr int n = 10'000;
+  std::vector<coop::task<int>> tasks;
+  tasks.reserve(n);
+  for (int i = 0; i < n; ++i)
+    tasks.push_back(coop::spawn([&, i] {
+      coop::sleep_for(5ms); // all parked at once
+      return i;
+    }));
+  long long sum = 0;
+  for (auto& t : tasks) sum += t.get();
+  BOOST_TEST(sum == static_cast<long long>(n) * (n - 1) / 2);
+}
+
+BOOST_AUTO_TEST_CASE(runtime_spawn_on_each_thread_runs_there) {
+  for (unsigned threads : runtime_sizes) {
+    coop::runtime rt(threads);
+    std::vector<coop::task<int>> tasks;
+    for (unsigned i = 0; i < threads; ++i)
+      tasks.push_back(rt.spawn_on(i, [] {
+        coop::sleep_for(1ms);
+        return coop::runtime::this_thread_index();
+      }));
+    for (unsigned i = 0; i < threads; ++i) BOOST_TEST(tasks[i].get() == static_cast<int>(i));
+    std::atomic<unsigned> ran{0};
+    rt.run_on_each([&](unsigned) { ++ran; });
+    BOOST_TEST(ran.load() == threads);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(runtime_run_on_each_rethrows) {
+  coop::runtime rt(2);
+  BOOST_CHECK_THROW(rt.run_on_each([](unsigned i) {
+    if (i == 1) throw std::runtime_error("thread 1 failed");
+  }),
+                    std::runtime_error);
+}
+
+BOOST_AUTO_TEST_CASE(cross_thread_join_and_cancel) {
+  for (unsigned threads : runtime_sizes) {
+    coop::runtime rt(threads);
+    auto sleeper = rt.spawn_on(threads - 1, [] { coop::sleep_for(10s); });
+    auto waiter = rt.spawn_on(0, [&] {
+      sleeper.cancel(); // maybe from another thread
+      sleeper.join();
+      return sleeper.done();
+    });
+    BOOST_TEST(waiter.get());
+    BOOST_CHECK_THROW(sleeper.get(), coop::cancelled);
+  }
+}
