@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE coop_task
 #include "support.hpp"
 
+#include <array>
 #include <atomic>
 #include <stdexcept>
 #include <thread>
@@ -176,5 +177,44 @@ BOOST_AUTO_TEST_CASE(cross_thread_join_and_cancel) {
     });
     BOOST_TEST(waiter.get());
     BOOST_CHECK_THROW(sleeper.get(), coop::cancelled);
+  }
+}
+
+COOP_TEST_CASE(io_is_not_starved_by_fibers_that_stay_ready) {
+  // A fiber that only yields keeps the ready queue non-empty forever; timers
+  // and sockets must still be served (the test hangs otherwise).
+  bool stop = false;
+  long spins = 0;
+  auto spinner = coop::spawn([&] {
+    while (!stop) {
+      coop::this_fiber::yield();
+      ++spins;
+    }
+  });
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+  auto client = coop::spawn([port] { coop::net::connect("127.0.0.1", port).write_all(boost::asio::buffer("x", 1)); });
+  auto conn = l.accept();
+  std::array<char, 1> b;
+  conn.read_exact(boost::asio::buffer(b));
+  coop::sleep_for(5ms);
+  stop = true;
+  spinner.join();
+  client.join();
+  BOOST_TEST(spins > 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_remote_wake_up_reaches_an_idle_runtime_thread) {
+  // Thread B's push must wake thread A, which sleeps in epoll with nothing else to do.
+  for (int round = 0; round < 50; ++round) {
+    coop::runtime rt(2);
+    coop::channel<int> ch(0);
+    auto receiver = rt.spawn_on(0, [&] { return *ch.pop(); });
+    auto sender = rt.spawn_on(1, [&] {
+      coop::sleep_for(std::chrono::microseconds(round * 20));
+      ch.push(round);
+    });
+    BOOST_TEST(receiver.get() == round);
+    sender.join();
   }
 }
