@@ -6,10 +6,10 @@
 //   idle_bench [SECONDS]      (default 3)
 #include <coop/coop.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <chrono>

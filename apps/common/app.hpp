@@ -21,7 +21,8 @@ inline po::variables_map parse(int argc, char** argv, const std::string& name, c
   options.add_options()("help,h", "show this help and exit");
   po::variables_map vm;
   try {
-    po::store(po::command_line_parser(argc, argv).options(options).run(), vm);
+    po::positional_options_description none; // stray words are errors, not ignored
+    po::store(po::command_line_parser(argc, argv).options(options).positional(none).run(), vm);
     if (vm.count("help")) {
       std::cout << "Usage: " << name << " [options]\n" << summary << "\n\n" << options << std::flush;
       std::exit(0);

@@ -10,10 +10,14 @@ public:
   const char* name() const noexcept override { return "coop"; }
   std::string message(int ev) const override {
     switch (static_cast<errc>(ev)) {
-    case errc::timed_out: return "operation timed out";
-    case errc::cancelled: return "fiber cancelled";
-    case errc::closed: return "channel closed";
-    case errc::not_in_runtime: return "blocking call outside a coop runtime";
+    case errc::timed_out:
+      return "operation timed out";
+    case errc::cancelled:
+      return "fiber cancelled";
+    case errc::closed:
+      return "channel closed";
+    case errc::not_in_runtime:
+      return "blocking call outside a coop runtime";
     }
     return "unknown coop error";
   }

@@ -19,7 +19,9 @@ thread_local int blocking_depth = 0;
 }
 } // namespace
 
-bool in_blocking_scope() noexcept { return blocking_depth > 0; }
+bool in_blocking_scope() noexcept {
+  return blocking_depth > 0;
+}
 
 io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
   if (fiber_state* fs = current_fiber_state()) {
@@ -52,6 +54,8 @@ blocking_scope::blocking_scope() {
     throw usage_error("coop: blocking_scope on a runtime thread would block every fiber of it");
   ++detail::blocking_depth;
 }
-blocking_scope::~blocking_scope() { --detail::blocking_depth; }
+blocking_scope::~blocking_scope() {
+  --detail::blocking_depth;
+}
 
 } // namespace coop

@@ -16,8 +16,10 @@ runtime::runtime(unsigned threads, const run_options& opts) {
 }
 
 runtime::~runtime() {
-  for (auto& w : workers_) w->request_stop();
-  for (auto& t : threads_) t.join();
+  for (auto& w : workers_)
+    w->request_stop();
+  for (auto& t : threads_)
+    t.join();
 }
 
 int runtime::this_thread_index() noexcept {

@@ -37,7 +37,9 @@ context* scheduler::pick_next() noexcept {
   return ctx;
 }
 
-bool scheduler::has_ready_fibers() const noexcept { return !ready_.empty(); }
+bool scheduler::has_ready_fibers() const noexcept {
+  return !ready_.empty();
+}
 
 void scheduler::suspend_until(clock::time_point const& tp) noexcept {
   run_handlers(true, tp);

@@ -26,7 +26,8 @@ stack_pool::stack_pool(std::size_t stack_size, std::size_t max_cached)
     : size_((stack_size + page_size() - 1) / page_size() * page_size()), max_cached_(max_cached) {}
 
 stack_pool::~stack_pool() {
-  for (auto& s : free_) release(s);
+  for (auto& s : free_)
+    release(s);
 }
 
 boost::context::stack_context stack_pool::allocate() {

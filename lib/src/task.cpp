@@ -36,7 +36,8 @@ void task_base::finish(std::exception_ptr error) noexcept {
   error_ = std::move(error);
   done_ = true;
   fs_ = nullptr;
-  while (waiter* w = waiters_.pop()) w->wake();
+  while (waiter* w = waiters_.pop())
+    w->wake();
 }
 
 void task_base::cancel(std::shared_ptr<task_base> self) {

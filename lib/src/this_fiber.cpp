@@ -1,6 +1,6 @@
+#include <coop/detail/worker.hpp>
 #include <coop/this_fiber.hpp>
 #include <coop/yield.hpp>
-#include <coop/detail/worker.hpp>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/fiber/operations.hpp>

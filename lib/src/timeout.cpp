@@ -1,5 +1,5 @@
-#include <coop/timeout.hpp>
 #include <coop/detail/worker.hpp>
+#include <coop/timeout.hpp>
 
 namespace coop {
 
@@ -32,7 +32,11 @@ void timeout::cancel() noexcept {
   timer_.cancel();
 }
 
-shield::shield() : fs_(&detail::require_fiber("coop::shield")) { ++fs_->shield_depth; }
-shield::~shield() { --fs_->shield_depth; }
+shield::shield() : fs_(&detail::require_fiber("coop::shield")) {
+  ++fs_->shield_depth;
+}
+shield::~shield() {
+  --fs_->shield_depth;
+}
 
 } // namespace coop

@@ -12,7 +12,9 @@ namespace {
 thread_local worker* this_thread_worker = nullptr;
 }
 
-worker* current_worker() noexcept { return this_thread_worker; }
+worker* current_worker() noexcept {
+  return this_thread_worker;
+}
 
 worker& require_worker(const char* what) {
   if (this_thread_worker) return *this_thread_worker;
@@ -25,8 +27,7 @@ worker::worker(const worker_options& opts) : stacks(std::make_shared<stack_pool>
 worker::~worker() = default;
 
 void worker::attach() {
-  if (this_thread_worker)
-    throw usage_error("coop: this thread already runs a coop runtime (nested coop::run?)");
+  if (this_thread_worker) throw usage_error("coop: this thread already runs a coop runtime (nested coop::run?)");
   boost::fibers::use_scheduling_algorithm<scheduler>(*this);
   this_thread_worker = this;
 }
@@ -59,8 +60,7 @@ void worker::fiber_finished() noexcept {
 
 void worker::wake_main_if_done() noexcept {
   if (live_fibers != 0 || (until_stopped_ && !stop_requested_)) return;
-  if (auto* main = std::exchange(main_waiting_, nullptr))
-    boost::fibers::context::active()->schedule(main);
+  if (auto* main = std::exchange(main_waiting_, nullptr)) boost::fibers::context::active()->schedule(main);
 }
 
 } // namespace coop::detail

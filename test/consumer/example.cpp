@@ -34,11 +34,14 @@ int main() {
         results.push(back == msg ? 1 : 0);
       }).detach();
     int ok = 0;
-    for (int i = 0; i < 3; ++i) ok += *results.pop();
+    for (int i = 0; i < 3; ++i)
+      ok += *results.pop();
     try {
       coop::timeout t(50ms);
       coop::sleep_for(1s);
-    } catch (const coop::timeout_error&) { std::cout << "timed out\n"; }
+    } catch (const coop::timeout_error&) {
+      std::cout << "timed out\n";
+    }
     server.cancel();
     server.join();
     std::cout << ok << " echoed\n";

@@ -8,10 +8,12 @@
 COOP_TEST_CASE(holds_exactly_the_capacity_asked_for) {
   for (std::size_t cap : {1u, 3u, 4u, 5u}) {
     coop::channel<int> ch(cap);
-    for (std::size_t i = 0; i < cap; ++i) BOOST_TEST((ch.try_push(static_cast<int>(i)) == coop::channel_status::success));
+    for (std::size_t i = 0; i < cap; ++i)
+      BOOST_TEST((ch.try_push(static_cast<int>(i)) == coop::channel_status::success));
     BOOST_TEST((ch.try_push(99) == coop::channel_status::full));
     BOOST_TEST(ch.size() == cap);
-    for (std::size_t i = 0; i < cap; ++i) BOOST_TEST(*ch.try_pop() == static_cast<int>(i));
+    for (std::size_t i = 0; i < cap; ++i)
+      BOOST_TEST(*ch.try_pop() == static_cast<int>(i));
     BOOST_TEST(!ch.try_pop());
   }
 }
@@ -61,11 +63,13 @@ COOP_TEST_CASE(close_wakes_waiting_receivers_and_senders) {
 COOP_TEST_CASE(range_for_ends_on_close) {
   coop::channel<int> ch(2);
   auto producer = coop::spawn([&] {
-    for (int i = 1; i <= 5; ++i) ch.push(i);
+    for (int i = 1; i <= 5; ++i)
+      ch.push(i);
     ch.close();
   });
   int sum = 0;
-  for (int v : ch) sum += v;
+  for (int v : ch)
+    sum += v;
   producer.join();
   BOOST_TEST(sum == 15);
 }
@@ -99,9 +103,11 @@ COOP_TEST_CASE(move_only_items) {
 COOP_TEST_CASE(fifo_order_with_waiting_senders) {
   coop::channel<int> ch(1);
   std::vector<coop::task<void>> senders;
-  for (int i = 0; i < 5; ++i) senders.push_back(coop::spawn([&, i] { ch.push(i); }));
+  for (int i = 0; i < 5; ++i)
+    senders.push_back(coop::spawn([&, i] { ch.push(i); }));
   coop::sleep_for(1ms);
-  for (int i = 0; i < 5; ++i) BOOST_TEST(*ch.pop() == i);
+  for (int i = 0; i < 5; ++i)
+    BOOST_TEST(*ch.pop() == i);
   coop::join_all(senders);
 }
 
@@ -117,7 +123,8 @@ BOOST_AUTO_TEST_CASE(many_producers_and_consumers_across_runtime_threads) {
       std::vector<coop::task<void>> tasks;
       for (unsigned p = 0; p < producers; ++p)
         tasks.push_back(rt.spawn_on(p % threads, [&] {
-          for (int i = 1; i <= per_producer; ++i) ch.push(i);
+          for (int i = 1; i <= per_producer; ++i)
+            ch.push(i);
         }));
       std::vector<coop::task<void>> consumers;
       for (unsigned c = 0; c < threads * 2; ++c)

@@ -21,8 +21,7 @@ stream_pair make_pair() {
 }
 
 /// Runs `blocking` in a fiber under a 20 ms timeout; checks it fails with timed_out.
-template <class F>
-void expect_timeout(F blocking) {
+template <class F> void expect_timeout(F blocking) {
   auto t = coop::spawn([&] {
     coop::timeout scope(20ms);
     blocking();
@@ -31,8 +30,7 @@ void expect_timeout(F blocking) {
 }
 
 /// Runs `blocking` in a fiber, cancels it from another fiber; checks it fails with cancelled.
-template <class F>
-void expect_cancel(F blocking) {
+template <class F> void expect_cancel(F blocking) {
   bool reached_after = false;
   auto t = coop::spawn([&] {
     blocking();
@@ -113,10 +111,12 @@ COOP_TEST_CASE(timeout_and_cancel_interrupt_join) {
 
 COOP_TEST_CASE(timeout_and_cancel_interrupt_yield) {
   expect_timeout([] {
-    for (;;) coop::this_fiber::yield();
+    for (;;)
+      coop::this_fiber::yield();
   });
   expect_cancel([] {
-    for (;;) coop::this_fiber::yield();
+    for (;;)
+      coop::this_fiber::yield();
   });
 }
 

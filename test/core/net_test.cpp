@@ -37,7 +37,8 @@ std::pair<std::uint16_t, coop::task<void>> echo_server() {
 
 std::string pattern(std::size_t n) {
   std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>('a' + (i * 7 + i / 251) % 26);
   return s;
 }
 
@@ -161,9 +162,8 @@ COOP_TEST_CASE(a_slow_reader_blocks_only_its_own_connection) {
 
 COOP_TEST_CASE(an_object_of_another_runtime_thread_is_a_usage_error) {
   coop::runtime rt(1);
-  auto foreign = rt.spawn_on(0, [] {
-                   return std::make_shared<coop::net::tcp_listener>(test_support::loopback());
-                 }).get();
+  auto foreign =
+      rt.spawn_on(0, [] { return std::make_shared<coop::net::tcp_listener>(test_support::loopback()); }).get();
   BOOST_CHECK_THROW(foreign->accept(), coop::usage_error);
   rt.spawn_on(0, [foreign]() mutable { foreign.reset(); }).get();
 }
@@ -182,7 +182,8 @@ BOOST_AUTO_TEST_CASE(the_same_handler_runs_on_a_plain_thread_in_a_blocking_scope
       got.assign(back.data(), back.size());
       finished = true;
     });
-    while (!finished) coop::sleep_for(1ms);
+    while (!finished)
+      coop::sleep_for(1ms);
     t.join();
     server.cancel();
   });
@@ -200,8 +201,8 @@ BOOST_AUTO_TEST_CASE(reuse_port_listeners_one_per_runtime_thread) {
     coop::net::listen_options opts;
     opts.reuse_port = true;
     auto first = rt.spawn_on(0, [opts] {
-                   return std::make_shared<coop::net::tcp_listener>(test_support::loopback(), opts);
-                 }).get();
+                     return std::make_shared<coop::net::tcp_listener>(test_support::loopback(), opts);
+                   }).get();
     auto port = first->local_endpoint().port();
     std::atomic<int> served{0};
     std::vector<coop::task<void>> servers;
@@ -229,11 +230,13 @@ BOOST_AUTO_TEST_CASE(reuse_port_listeners_one_per_runtime_thread) {
           return b[0] == 'x';
         }));
       int ok = 0;
-      for (auto& c : cs) ok += c.get();
+      for (auto& c : cs)
+        ok += c.get();
       return ok;
     });
     BOOST_TEST(clients.get() == 40);
-    for (auto& s : servers) s.cancel();
+    for (auto& s : servers)
+      s.cancel();
     coop::join_all(servers);
     first.reset();
     BOOST_TEST(served.load() == 40);

@@ -138,7 +138,8 @@ COOP_TEST_CASE(ten_thousand_fibers) {
       return i;
     }));
   long long sum = 0;
-  for (auto& t : tasks) sum += t.get();
+  for (auto& t : tasks)
+    sum += t.get();
   BOOST_TEST(sum == static_cast<long long>(n) * (n - 1) / 2);
 }
 
@@ -151,7 +152,8 @@ BOOST_AUTO_TEST_CASE(runtime_spawn_on_each_thread_runs_there) {
         coop::sleep_for(1ms);
         return coop::runtime::this_thread_index();
       }));
-    for (unsigned i = 0; i < threads; ++i) BOOST_TEST(tasks[i].get() == static_cast<int>(i));
+    for (unsigned i = 0; i < threads; ++i)
+      BOOST_TEST(tasks[i].get() == static_cast<int>(i));
     std::atomic<unsigned> ran{0};
     rt.run_on_each([&](unsigned) { ++ran; });
     BOOST_TEST(ran.load() == threads);

@@ -42,8 +42,7 @@ enum class channel_status {
 ///   auto producer = coop::spawn([&] { for (int i = 0; i < 3; ++i) ch.push(i); ch.close(); });
 ///   for (int v : ch) std::cout << v << '\n';
 /// @endcode
-template <class T>
-class channel {
+template <class T> class channel {
 public:
   explicit channel(std::size_t capacity = 0) : capacity_(capacity) {}
   channel(const channel&) = delete;
@@ -62,8 +61,7 @@ public:
     return try_push(std::move(copy));
   }
   /// Like push, but gives up with `timeout` after `d` (the item stays with the caller).
-  template <class Rep, class Period>
-  channel_status push_for(T&& item, std::chrono::duration<Rep, Period> d) {
+  template <class Rep, class Period> channel_status push_for(T&& item, std::chrono::duration<Rep, Period> d) {
     coop::timeout t(d);
     return timed(t, push_impl(item, true));
   }
@@ -99,8 +97,7 @@ public:
     return st;
   }
   /// Waits up to `d` for an item: `success`, `closed` or `timeout`.
-  template <class Rep, class Period>
-  channel_status pop_for(T& out, std::chrono::duration<Rep, Period> d) {
+  template <class Rep, class Period> channel_status pop_for(T& out, std::chrono::duration<Rep, Period> d) {
     coop::timeout t(d);
     std::optional<T> o;
     auto st = timed(t, pop_impl(o, true));
@@ -120,7 +117,8 @@ public:
   void close() noexcept {
     detail::spinlock_lock lk(lock_);
     closed_ = true;
-    while (detail::waiter* w = receivers_.pop()) w->wake();
+    while (detail::waiter* w = receivers_.pop())
+      w->wake();
     while (detail::waiter* w = senders_.pop()) {
       w->status = sender_closed;
       w->wake();

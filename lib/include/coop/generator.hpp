@@ -115,8 +115,7 @@ template <class Send, class S2> constexpr bool can_forward_send() {
 template <class Yield, class Send, class Return> class generator {
   static_assert(std::is_object_v<Yield> && !std::is_const_v<Yield> && !std::is_array_v<Yield>,
                 "coop::generator: Yield must be a non-const object type");
-  static_assert(std::is_void_v<Send> || std::is_object_v<Send>,
-                "coop::generator: Send must be void or an object type");
+  static_assert(std::is_void_v<Send> || std::is_object_v<Send>, "coop::generator: Send must be void or an object type");
   static_assert(std::is_void_v<Return> || std::is_object_v<Return>,
                 "coop::generator: Return must be void or an object type");
 
@@ -146,8 +145,7 @@ public:
     ///          body was resumed by `next()`; nothing when `Send` is void.
     /// @throws generator_exit when the generator is being closed.
     template <class U>
-      requires std::constructible_from<Yield, U&&>
-    sent_type yield(U&& value) {
+    requires std::constructible_from<Yield, U&&> sent_type yield(U&& value) {
       state* st = st_;
       st->value_.emplace(std::forward<U>(value));
       st->status_ = status::suspended;
@@ -193,16 +191,14 @@ public:
     }
 
     /// Same, for a temporary: `co.yield_from(middle())`.
-    template <class Y2, class S2, class R2> R2 yield_from(generator<Y2, S2, R2>&& sub) {
-      return yield_from(sub);
-    }
+    template <class Y2, class S2, class R2> R2 yield_from(generator<Y2, S2, R2>&& sub) { return yield_from(sub); }
 
     /// Yields every element of a range that is not a generator (sent values
     /// are ignored, as when Python delegates to a plain iterator).
     template <std::ranges::input_range R>
-      requires(!detail::is_generator<std::remove_cvref_t<R>>::value)
-    void yield_from(R&& range) {
-      for (auto&& element : range) yield(std::forward<decltype(element)>(element));
+    requires(!detail::is_generator<std::remove_cvref_t<R>>::value) void yield_from(R&& range) {
+      for (auto&& element : range)
+        yield(std::forward<decltype(element)>(element));
     }
 
   private:
@@ -249,24 +245,23 @@ public:
   /// Creates a generator whose body is `body(co)`; the body does not start
   /// until the first `next()` (or range-for).
   template <class Fn>
-    requires(!std::same_as<std::remove_cvref_t<Fn>, generator>) && std::invocable<std::decay_t<Fn>&, yielder&>
-  explicit generator(Fn&& body)
+  requires(!std::same_as<std::remove_cvref_t<Fn>, generator>) &&
+      std::invocable<std::decay_t<Fn>&, yielder&> explicit generator(Fn&& body)
       : generator(std::allocator_arg, boost::context::fixedsize_stack(), std::forward<Fn>(body)) {}
 
   /// Same, with the body's stack taken from a Boost.Context stack allocator
   /// (`fixedsize_stack`, `protected_fixedsize_stack`, `pooled_fixedsize_stack`).
   template <class StackAlloc, class Fn>
-    requires std::invocable<std::decay_t<Fn>&, yielder&>
-  generator(std::allocator_arg_t, StackAlloc&& salloc, Fn&& body) : state_(std::make_unique<state>()) {
+  requires std::invocable < std::decay_t<Fn>
+  &, yielder& > generator(std::allocator_arg_t, StackAlloc&& salloc, Fn&& body) : state_(std::make_unique<state>()) {
     static_assert(std::is_void_v<Return> ||
                       std::is_convertible_v<std::invoke_result_t<std::decay_t<Fn>&, yielder&>, Return>,
                   "coop::generator: the body must return Return");
     state* st = state_.get();
-    st->body_ = boost::context::fiber(
-        std::allocator_arg, std::forward<StackAlloc>(salloc),
-        [st, fn = std::forward<Fn>(body)](boost::context::fiber&& caller) mutable {
-          return run_body(st, fn, std::move(caller));
-        });
+    st->body_ = boost::context::fiber(std::allocator_arg, std::forward<StackAlloc>(salloc),
+                                      [st, fn = std::forward<Fn>(body)](boost::context::fiber&& caller) mutable {
+                                        return run_body(st, fn, std::move(caller));
+                                      });
   }
 
   generator(generator&& other) noexcept = default;
@@ -301,8 +296,7 @@ public:
   /// @throws generator_error(send_to_fresh) if the body has not been started
   ///         with next() yet (there is no yield to receive the value); as next().
   template <class S = Send>
-    requires(!std::is_void_v<S>)
-  std::optional<Yield> send(std::type_identity_t<S> value) {
+  requires(!std::is_void_v<S>) std::optional<Yield> send(std::type_identity_t<S> value) {
     state* st = live_state();
     if (st->status_ != status::suspended) [[unlikely]] {
       if (st->status_ == status::fresh)
@@ -355,8 +349,7 @@ public:
   /// The value the body returned (Python's `StopIteration.value`).
   /// @throws generator_error(no_return_value) unless the body has returned.
   template <class R = Return>
-    requires(!std::is_void_v<R>)
-  R& return_value() {
+  requires(!std::is_void_v<R>) R& return_value() {
     state* st = live_state();
     if (!st->result_)
       throw generator_error(generator_errc::no_return_value,
@@ -419,8 +412,7 @@ private:
   }
 
   [[noreturn]] static void throw_running() {
-    throw generator_error(generator_errc::already_running,
-                          "coop::generator: resumed from inside its own body");
+    throw generator_error(generator_errc::already_running, "coop::generator: resumed from inside its own body");
   }
 
   void destroy() noexcept {

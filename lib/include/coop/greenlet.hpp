@@ -84,8 +84,8 @@ template <class T = void> class greenlet {
   template <class U> friend class greenlet;
 
   struct no_value {};
-  using value_slot = std::conditional_t<std::is_void_v<T>, no_value, std::optional<
-                                                                         std::conditional_t<std::is_void_v<T>, int, T>>>;
+  using value_slot =
+      std::conditional_t<std::is_void_v<T>, no_value, std::optional<std::conditional_t<std::is_void_v<T>, int, T>>>;
 
   struct record : detail::greenlet_record {
     value_slot start_; ///< the argument of the switch that starts it
@@ -98,8 +98,8 @@ public:
   /// Creates a greenlet that will run `fn` when first switched to. Its parent
   /// is the greenlet running now.
   template <class Fn>
-    requires(!std::same_as<std::remove_cvref_t<Fn>, greenlet>)
-  explicit greenlet(Fn&& fn) : greenlet(std::allocator_arg, boost::context::fixedsize_stack(), std::forward<Fn>(fn)) {}
+  requires(!std::same_as<std::remove_cvref_t<Fn>, greenlet>) explicit greenlet(Fn&& fn)
+      : greenlet(std::allocator_arg, boost::context::fixedsize_stack(), std::forward<Fn>(fn)) {}
 
   /// Same, with the stack taken from a Boost.Context stack allocator.
   template <class StackAlloc, class Fn> greenlet(std::allocator_arg_t, StackAlloc&& salloc, Fn&& fn) {
@@ -116,9 +116,7 @@ public:
     if constexpr (!std::is_void_v<T>) r->inbox_ = &r->start_;
     r->ctx_ = boost::context::fiber(
         std::allocator_arg, std::forward<StackAlloc>(salloc),
-        [r, fn = std::forward<Fn>(fn)](boost::context::fiber&& from) mutable {
-          return run(r, fn, std::move(from));
-        });
+        [r, fn = std::forward<Fn>(fn)](boost::context::fiber&& from) mutable { return run(r, fn, std::move(from)); });
     r->parent_ = t.current_;
     detail::greenlet_add_ref(r->parent_);
     rec_ = rec.release();
@@ -146,8 +144,7 @@ public:
   ///         greenlet_error if this one is empty, dead, of another thread, or
   ///         waits for another type.
   template <class U = T>
-    requires(!std::is_void_v<U>)
-  U switch_to(std::type_identity_t<U> value) {
+  requires(!std::is_void_v<U>) U switch_to(std::type_identity_t<U> value) {
     detail::greenlet_thread& t = detail::greenlet_this_thread();
     detail::greenlet_record* target = checked_target(t);
     detail::greenlet_record* self = t.current_;
@@ -163,7 +160,7 @@ public:
 
   /// Same, for greenlets that pass no values.
   template <class U = T>
-    requires std::is_void_v<U>
+  requires std::is_void_v<U>
   void switch_to() {
     detail::greenlet_thread& t = detail::greenlet_this_thread();
     detail::greenlet_record* target = checked_target(t);

@@ -24,8 +24,7 @@ struct run_options {
 /// @code
 ///   int main() { return coop::run([] { coop::sleep_for(10ms); return 0; }); }
 /// @endcode
-template <class F>
-detail::spawn_result_t<F> run(F&& fn, const run_options& opts = {}) {
+template <class F> detail::spawn_result_t<F> run(F&& fn, const run_options& opts = {}) {
   detail::worker w(detail::worker_options{opts.stack_size});
   w.attach();
   task<detail::spawn_result_t<F>> t;

@@ -32,8 +32,7 @@ public:
   unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
 
   /// Starts `fn` in a new fiber on runtime thread `index`.
-  template <class F>
-  task<detail::spawn_result_t<F>> spawn_on(unsigned index, F&& fn) {
+  template <class F> task<detail::spawn_result_t<F>> spawn_on(unsigned index, F&& fn) {
     using R = detail::spawn_result_t<F>;
     detail::worker& w = *workers_.at(index);
     auto st = std::make_shared<detail::task_state<R>>();
@@ -47,12 +46,13 @@ public:
 
   /// Runs `fn(index)` in a fiber on every runtime thread and waits for all of
   /// them; rethrows the first exception (after all have finished).
-  template <class F>
-  void run_on_each(F fn) {
+  template <class F> void run_on_each(F fn) {
     std::vector<task<void>> tasks;
-    for (unsigned i = 0; i < size(); ++i) tasks.push_back(spawn_on(i, [fn, i]() mutable { fn(i); }));
+    for (unsigned i = 0; i < size(); ++i)
+      tasks.push_back(spawn_on(i, [fn, i]() mutable { fn(i); }));
     join_all(tasks);
-    for (auto& t : tasks) t.get();
+    for (auto& t : tasks)
+      t.get();
   }
 
   /// Index of the calling runtime thread, or -1 when called elsewhere.

@@ -57,15 +57,13 @@ private:
   bool observed_ = false;
   std::exception_ptr error_;
   worker* owner_ = nullptr;
-  fiber_state* fs_ = nullptr; // valid on the owner thread until finish()
+  fiber_state* fs_ = nullptr;   // valid on the owner thread until finish()
   bool cancel_pending_ = false; // owner thread only
 };
 
-template <class R>
-class task_state final : public task_base {
+template <class R> class task_state final : public task_base {
 public:
-  template <class F>
-  void run(F& fn) {
+  template <class F> void run(F& fn) {
     if (!starting()) return finish(std::make_exception_ptr(cancelled()));
     try {
       if constexpr (std::is_void_v<R>)
@@ -85,8 +83,7 @@ public:
 
 /// Starts `body` as a detached Boost.Fiber fiber on worker `w`; must run on
 /// w's thread. The fiber shares ownership of the task's control block.
-template <class Body>
-void launch_fiber(worker& w, std::shared_ptr<task_base> st, Body&& body) {
+template <class Body> void launch_fiber(worker& w, std::shared_ptr<task_base> st, Body&& body) {
   auto fs = std::make_unique<fiber_state>(nullptr);
   fs->owner = &w;
   fs->task = st.get();
@@ -112,8 +109,7 @@ void launch_fiber(worker& w, std::shared_ptr<task_base> st, Body&& body) {
 /// Dropping the handle detaches the fiber, which keeps running; an exception
 /// it ends with and that nobody retrieves with `get()` is logged to stderr
 /// (except `coop::cancelled`).
-template <class R = void>
-class [[nodiscard]] task {
+template <class R = void> class [[nodiscard]] task {
 public:
   task() = default;
   explicit task(std::shared_ptr<detail::task_state<R>> st) noexcept : st_(std::move(st)) {}
@@ -151,11 +147,9 @@ private:
 };
 
 namespace detail {
-template <class F>
-using spawn_result_t = std::invoke_result_t<std::decay_t<F>&>;
+template <class F> using spawn_result_t = std::invoke_result_t<std::decay_t<F>&>;
 
-template <class F>
-task<spawn_result_t<F>> spawn_on_worker(worker& w, F&& fn) {
+template <class F> task<spawn_result_t<F>> spawn_on_worker(worker& w, F&& fn) {
   using R = spawn_result_t<F>;
   auto st = std::make_shared<task_state<R>>();
   launch_fiber(w, st, [raw = st.get(), f = std::decay_t<F>(std::forward<F>(fn))]() mutable { raw->run(f); });
@@ -166,26 +160,27 @@ task<spawn_result_t<F>> spawn_on_worker(worker& w, F&& fn) {
 /// Starts `fn` in a new fiber on the calling runtime thread. The new fiber
 /// first runs when the caller blocks or yields (as gevent.spawn).
 /// Throws `usage_error` outside a runtime.
-template <class F>
-task<detail::spawn_result_t<F>> spawn(F&& fn) {
+template <class F> task<detail::spawn_result_t<F>> spawn(F&& fn) {
   return detail::spawn_on_worker(detail::require_worker("coop::spawn"), std::forward<F>(fn));
 }
 
 /// Something with a `join()`: a task.
 template <class T>
-concept joinable = requires(T& t) { t.join(); };
+concept joinable = requires(T& t) {
+  t.join();
+};
 
 /// Waits for every task (does not rethrow their exceptions).
-template <joinable... Tasks>
-void join_all(Tasks&... tasks) {
+template <joinable... Tasks> void join_all(Tasks&... tasks) {
   (tasks.join(), ...);
 }
 
 /// Waits for every task of a range (does not rethrow their exceptions).
 template <class Range>
-  requires joinable<std::ranges::range_value_t<Range>>
+requires joinable<std::ranges::range_value_t<Range>>
 void join_all(Range& tasks) {
-  for (auto& t : tasks) t.join();
+  for (auto& t : tasks)
+    t.join();
 }
 
 } // namespace coop

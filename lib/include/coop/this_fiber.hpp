@@ -14,12 +14,10 @@ void sleep_until(std::chrono::steady_clock::time_point deadline);
 void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::error_code& ec);
 
 /// Suspends the calling fiber for `d` (gevent.sleep). `sleep_for(0s)` yields.
-template <class Rep, class Period>
-void sleep_for(std::chrono::duration<Rep, Period> d) {
+template <class Rep, class Period> void sleep_for(std::chrono::duration<Rep, Period> d) {
   sleep_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d));
 }
-template <class Rep, class Period>
-void sleep_for(std::chrono::duration<Rep, Period> d, boost::system::error_code& ec) {
+template <class Rep, class Period> void sleep_for(std::chrono::duration<Rep, Period> d, boost::system::error_code& ec) {
   sleep_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d), ec);
 }
 

@@ -42,20 +42,17 @@ inline constexpr yield_t yield{};
 
 namespace boost::asio {
 
-template <class... Ts>
-class async_result<coop::yield_t, void(boost::system::error_code, Ts...)> {
+template <class... Ts> class async_result<coop::yield_t, void(boost::system::error_code, Ts...)> {
 public:
   using return_type = coop::detail::yield_return_t<Ts...>;
 
   template <class Initiation, class... Args>
   static return_type initiate(Initiation&& init, coop::yield_t token, Args&&... args) {
-    return coop::detail::yield_initiate<Ts...>(token.ec_, std::forward<Initiation>(init),
-                                               std::forward<Args>(args)...);
+    return coop::detail::yield_initiate<Ts...>(token.ec_, std::forward<Initiation>(init), std::forward<Args>(args)...);
   }
 };
 
-template <>
-class async_result<coop::yield_t, void()> {
+template <> class async_result<coop::yield_t, void()> {
 public:
   using return_type = void;
 
@@ -63,9 +60,8 @@ public:
   static void initiate(Initiation&& init, coop::yield_t token, Args&&... args) {
     // Reuse the error_code path: wrap the nullary handler.
     auto adapt = [&init](auto handler, auto&&... a) {
-      std::forward<Initiation>(init)(
-          [h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); },
-          std::forward<decltype(a)>(a)...);
+      std::forward<Initiation>(init)([h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); },
+                                     std::forward<decltype(a)>(a)...);
     };
     coop::detail::yield_initiate<>(token.ec_, adapt, std::forward<Args>(args)...);
   }

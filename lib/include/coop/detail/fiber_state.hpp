@@ -39,8 +39,8 @@ class fiber_state final : public boost::fibers::fiber_properties {
 public:
   explicit fiber_state(boost::fibers::context* ctx) noexcept : fiber_properties(ctx) {}
 
-  worker* owner = nullptr;      ///< the runtime thread the fiber lives on
-  task_base* task = nullptr;    ///< the task control block, for spawned fibers
+  worker* owner = nullptr;   ///< the runtime thread the fiber lives on
+  task_base* task = nullptr; ///< the task control block, for spawned fibers
   bool cancel_requested = false;
   int shield_depth = 0;
   timeout_node* timeouts = nullptr;

@@ -19,15 +19,11 @@ enum class generator_status : unsigned char {
 
 /// The value passed in by send(); it lives on the caller's stack, which is
 /// parked while the body reads it. Empty for `Send = void`.
-template <class Send> struct generator_send_slot {
-  Send* sent_ = nullptr;
-};
+template <class Send> struct generator_send_slot { Send* sent_ = nullptr; };
 template <> struct generator_send_slot<void> {};
 
 /// The body's return value (Python's `StopIteration.value`).
-template <class Return> struct generator_return_slot {
-  std::optional<Return> result_;
-};
+template <class Return> struct generator_return_slot { std::optional<Return> result_; };
 template <> struct generator_return_slot<void> {};
 
 /// Everything a generator handle and its body share. Heap-allocated once per

@@ -34,12 +34,12 @@ struct greenlet_record {
   greenlet_record& operator=(const greenlet_record&) = delete;
   virtual ~greenlet_record() = default;
 
-  boost::context::fiber ctx_;          ///< parked context (fresh or suspended)
-  greenlet_record* parent_ = nullptr;  ///< resumed when this one ends (counted reference)
-  greenlet_record* root_ = nullptr;    ///< the main greenlet of the owning thread
-  std::exception_ptr error_;           ///< raised here when this greenlet wakes up
-  void* inbox_ = nullptr;              ///< `std::optional<T>*` awaiting a value, or null
-  const void* inbox_type_ = nullptr;   ///< &greenlet_type_tag<T> of that inbox
+  boost::context::fiber ctx_;         ///< parked context (fresh or suspended)
+  greenlet_record* parent_ = nullptr; ///< resumed when this one ends (counted reference)
+  greenlet_record* root_ = nullptr;   ///< the main greenlet of the owning thread
+  std::exception_ptr error_;          ///< raised here when this greenlet wakes up
+  void* inbox_ = nullptr;             ///< `std::optional<T>*` awaiting a value, or null
+  const void* inbox_type_ = nullptr;  ///< &greenlet_type_tag<T> of that inbox
   std::size_t refs_ = 1;
   greenlet_status status_ = greenlet_status::fresh;
   bool is_root_ = false;
@@ -52,9 +52,9 @@ struct greenlet_thread {
     root_.status_ = greenlet_status::running;
     root_.is_root_ = true;
   }
-  greenlet_record root_;                 ///< the thread's main greenlet
-  greenlet_record* current_ = &root_;    ///< the greenlet executing now
-  greenlet_record* from_ = nullptr;      ///< the one that just switched away: gets its context on arrival
+  greenlet_record root_;              ///< the thread's main greenlet
+  greenlet_record* current_ = &root_; ///< the greenlet executing now
+  greenlet_record* from_ = nullptr;   ///< the one that just switched away: gets its context on arrival
 };
 
 /// The calling thread's bookkeeping (one instance per thread for the whole
@@ -120,14 +120,14 @@ inline void greenlet_switch(greenlet_thread& t, greenlet_record* target) {
 /// The first live ancestor of `r`: the greenlet that receives its result.
 inline greenlet_record* greenlet_live_parent(greenlet_record* r) noexcept {
   greenlet_record* p = r->parent_;
-  while (p->status_ == greenlet_status::dead) p = p->parent_;
+  while (p->status_ == greenlet_status::dead)
+    p = p->parent_;
   return p;
 }
 
 /// Marks `r` dead and returns the context to end its stack with: its live
 /// parent's, which then runs.
-inline boost::context::fiber greenlet_leave(greenlet_thread& t, greenlet_record* r,
-                                            greenlet_record* parent) noexcept {
+inline boost::context::fiber greenlet_leave(greenlet_thread& t, greenlet_record* r, greenlet_record* parent) noexcept {
   r->status_ = greenlet_status::dead;
   parent->status_ = greenlet_status::running;
   t.from_ = r;

@@ -79,8 +79,8 @@ public:
 
 private:
   friend class waiter;
-  boost::intrusive::list<waiter, boost::intrusive::member_hook<waiter, boost::intrusive::list_member_hook<>,
-                                                               &waiter::hook>>
+  boost::intrusive::list<waiter,
+                         boost::intrusive::member_hook<waiter, boost::intrusive::list_member_hook<>, &waiter::hook>>
       list_;
 };
 

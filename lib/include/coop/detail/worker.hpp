@@ -30,8 +30,8 @@ struct worker {
   boost::asio::io_context io{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_alive{io.get_executor()};
   std::shared_ptr<stack_pool> stacks;
-  std::size_t live_fibers = 0;  ///< fibers launched here and not yet finished
-  unsigned index = 0;           ///< position in its runtime (0 for coop::run)
+  std::size_t live_fibers = 0; ///< fibers launched here and not yet finished
+  unsigned index = 0;          ///< position in its runtime (0 for coop::run)
 
   /// Makes this thread's fibers run on this worker until `wait_and_detach()`.
   void attach();

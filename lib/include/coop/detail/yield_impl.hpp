@@ -18,8 +18,7 @@ namespace coop::detail {
 
 /// What a suspended fiber waits for: the result of one Asio operation. Lives
 /// on the fiber's stack for the duration of the call.
-template <class... Ts>
-class op_state final : public interrupter {
+template <class... Ts> class op_state final : public interrupter {
 public:
   explicit op_state(fiber_state& fs) noexcept : fs_(fs), ctx_(boost::fibers::context::active()) {}
 
@@ -42,8 +41,7 @@ public:
 
   /// Starts nothing when an interrupt is already due; otherwise runs `init`
   /// and parks the fiber until the handler has run.
-  template <class Init, class Handler, class... Args>
-  void run(Init&& init, Handler&& handler, Args&&... args) {
+  template <class Init, class Handler, class... Args> void run(Init&& init, Handler&& handler, Args&&... args) {
     if (auto ec = fs_.pending_interrupt()) {
       ec_ = ec;
       done_ = true;
@@ -80,8 +78,7 @@ private:
 
 /// The completion handler coop::yield turns into. Move-only; exactly one of
 /// call or destruction reports to the waiting fiber.
-template <class... Ts>
-class yield_handler {
+template <class... Ts> class yield_handler {
 public:
   using cancellation_slot_type = boost::asio::cancellation_slot;
 
@@ -104,20 +101,10 @@ private:
   op_state<Ts...>* st_;
 };
 
-template <class... Ts>
-struct yield_return {
-  using type = std::tuple<Ts...>;
-};
-template <>
-struct yield_return<> {
-  using type = void;
-};
-template <class T>
-struct yield_return<T> {
-  using type = T;
-};
-template <class... Ts>
-using yield_return_t = typename yield_return<Ts...>::type;
+template <class... Ts> struct yield_return { using type = std::tuple<Ts...>; };
+template <> struct yield_return<> { using type = void; };
+template <class T> struct yield_return<T> { using type = T; };
+template <class... Ts> using yield_return_t = typename yield_return<Ts...>::type;
 
 /// Runs an Asio initiation with a coop::yield handler and reports its result:
 /// into `*ec_out` when given, otherwise as an exception.

@@ -13,7 +13,7 @@ struct listen_options {
   /// SO_REUSEPORT: several listeners (one per runtime thread) share the port
   /// and the kernel spreads incoming connections over them.
   bool reuse_port = false;
-  int backlog = 4096; ///< the kernel caps it at net.core.somaxconn
+  int backlog = 4096;   ///< the kernel caps it at net.core.somaxconn
   bool no_delay = true; ///< TCP_NODELAY on accepted streams
 };
 

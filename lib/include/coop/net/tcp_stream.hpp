@@ -41,13 +41,11 @@ public:
   tcp_stream& operator=(tcp_stream&&) noexcept = default;
 
   /// Reads at least one byte (unless `buffers` is empty); returns the count.
-  template <class MutableBuffers>
-  std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
+  template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
     if (begin("coop::net::tcp_stream::read_some", ec)) return socket_.async_read_some(buffers, coop::yield[ec]);
     return ec ? 0 : socket_.read_some(buffers, ec);
   }
-  template <class MutableBuffers>
-  std::size_t read_some(const MutableBuffers& buffers) {
+  template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers) {
     boost::system::error_code ec;
     std::size_t n = read_some(buffers, ec);
     throw_on_error(ec, "read_some");
@@ -55,14 +53,12 @@ public:
   }
 
   /// Fills `buffers` completely; fails with `eof` if the peer closes first.
-  template <class MutableBuffers>
-  std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
+  template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
     if (begin("coop::net::tcp_stream::read_exact", ec))
       return boost::asio::async_read(socket_, buffers, coop::yield[ec]);
     return ec ? 0 : boost::asio::read(socket_, buffers, ec);
   }
-  template <class MutableBuffers>
-  std::size_t read_exact(const MutableBuffers& buffers) {
+  template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers) {
     boost::system::error_code ec;
     std::size_t n = read_exact(buffers, ec);
     throw_on_error(ec, "read_exact");
@@ -84,8 +80,7 @@ public:
   }
 
   /// Writes some of `buffers`; returns the count.
-  template <class ConstBuffers>
-  std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
+  template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
     if (begin("coop::net::tcp_stream::write_some", ec)) {
       if (ec) return 0;
       std::size_t n = socket_.write_some(buffers, ec); // non-blocking attempt first
@@ -94,8 +89,7 @@ public:
     }
     return ec ? 0 : socket_.write_some(buffers, ec);
   }
-  template <class ConstBuffers>
-  std::size_t write_some(const ConstBuffers& buffers) {
+  template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers) {
     boost::system::error_code ec;
     std::size_t n = write_some(buffers, ec);
     throw_on_error(ec, "write_some");
@@ -104,8 +98,7 @@ public:
 
   /// Writes all of `buffers`. In a fiber, it first writes directly (no
   /// scheduler round trip when the socket has room) and waits only for the rest.
-  template <class ConstBuffers>
-  std::size_t write_all(const ConstBuffers& buffers, boost::system::error_code& ec) {
+  template <class ConstBuffers> std::size_t write_all(const ConstBuffers& buffers, boost::system::error_code& ec) {
     if (!begin("coop::net::tcp_stream::write_all", ec)) return ec ? 0 : boost::asio::write(socket_, buffers, ec);
     if (ec) return 0;
     std::size_t total = boost::asio::buffer_size(buffers);
@@ -114,8 +107,7 @@ public:
     if (ec && ec != boost::asio::error::would_block) return n;
     return n + write_rest(rest_after(buffers, n), ec);
   }
-  template <class ConstBuffers>
-  std::size_t write_all(const ConstBuffers& buffers) {
+  template <class ConstBuffers> std::size_t write_all(const ConstBuffers& buffers) {
     boost::system::error_code ec;
     std::size_t n = write_all(buffers, ec);
     throw_on_error(ec, "write_all");

@@ -1,0 +1,192 @@
+// chat_server — every line a client sends goes to all the other clients.
+//
+// Each client has two fibers: a reader that takes the client's lines and
+// queues them for everybody else, and a writer that sends the client what
+// others said, in order. Between them sits the client's outbox, a
+// coop::channel with room for --queue lines: the reader never waits for a
+// slow client, and memory stays bounded (at most --queue x --max-line bytes
+// per client).
+//
+// Policy for a slow client: when a line finds its outbox full, that client is
+// disconnected (as Redis does with a pub/sub client over its output limit).
+// Dropping lines instead would keep it connected but silently feed it a
+// conversation with holes in it; closing tells it plainly and it can
+// reconnect. A line longer than --max-line also ends that client's connection,
+// and only that one.
+//
+// The room (the set of members) is shared by all fibers without a lock: they
+// all run on one thread, and a broadcast never blocks, so no other fiber can
+// run in the middle of one.
+//
+//   chat_server --port 9001
+//   nc 127.0.0.1 9001          (in two terminals, then type)
+#include <app.hpp>
+#include <coop/coop.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <iostream>
+#include <list>
+#include <set>
+#include <string>
+
+namespace {
+
+using namespace std::chrono_literals;
+using coop::net::tcp_stream;
+
+/// One connected client.
+struct member {
+  member(tcp_stream s, std::size_t queue) : stream(std::move(s)), outbox(queue) {}
+  tcp_stream stream;
+  coop::channel<std::string> outbox; ///< lines from others, waiting to be written
+  std::string name = describe(stream);
+
+  static std::string describe(const tcp_stream& s) {
+    boost::system::error_code ec;
+    auto ep = s.remote_endpoint(ec);
+    return ec ? std::string("?") : ep.address().to_string() + ":" + std::to_string(ep.port());
+  }
+  /// Ends the connection: the reader's and writer's pending calls fail at once.
+  void disconnect() {
+    outbox.close();
+    boost::system::error_code ignored;
+    stream.close(ignored);
+  }
+};
+
+/// Everybody who is connected. Used by the fibers of one thread only.
+class room {
+public:
+  void enter(member& m) { members_.insert(&m); }
+  void leave(member& m) { members_.erase(&m); }
+
+  /// Queues `line` for every member except `from`, without waiting.
+  void broadcast(const member& from, const std::string& line) {
+    for (member* m : members_) {
+      if (m == &from) continue;
+      if (m->outbox.try_push(std::string(line)) == coop::channel_status::full) {
+        std::cerr << "chat_server: " << m->name << " is too slow, disconnecting it" << std::endl;
+        m->disconnect(); // it leaves the room when its reader sees the closed socket
+      }
+    }
+  }
+
+private:
+  std::set<member*> members_;
+};
+
+/// Serves one client until it leaves, fails, sends a too long line, is
+/// disconnected as too slow, or the server shuts down.
+void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_line) {
+  member me(std::move(stream), queue);
+  everyone.enter(me);
+
+  auto writer = coop::spawn([&me] {
+    for (const std::string& line : me.outbox) { // until the outbox is closed
+      boost::system::error_code ec;
+      me.stream.write_all(boost::asio::buffer(line), ec);
+      if (ec) break;
+    }
+    me.disconnect(); // a failed write ends the reader too
+  });
+
+  std::string input;
+  for (;;) {
+    boost::system::error_code ec;
+    std::size_t n = me.stream.read_until(input, "\n", ec, max_line);
+    if (ec == boost::asio::error::not_found)
+      std::cerr << "chat_server: " << me.name << " sent a line longer than " << max_line << " bytes" << std::endl;
+    if (ec) break; // end of stream, reset, too long, disconnected, cancelled
+    everyone.broadcast(me, input.substr(0, n));
+    input.erase(0, n);
+  }
+
+  everyone.leave(me);
+  me.disconnect();
+  coop::shield no_cancel; // `writer` uses `me`: wait until it has left (it ends at once)
+  writer.join();
+}
+
+/// The connection fibers still running, so that shutdown can cancel them and
+/// wait until they have cleaned up. Used on one runtime thread only.
+class session_set {
+public:
+  template <class F> void spawn(F&& fn) {
+    std::erase_if(tasks_, [](const coop::task<>& t) { return t.done(); });
+    tasks_.push_back(coop::spawn(std::forward<F>(fn)));
+  }
+  void cancel_and_join() {
+    coop::shield no_cancel; // the caller may be cancelled itself: still wait
+    for (auto& t : tasks_)
+      t.cancel();
+    for (auto& t : tasks_)
+      t.join();
+    tasks_.clear();
+  }
+
+private:
+  std::list<coop::task<>> tasks_;
+};
+
+/// Accepts clients until the fiber is cancelled, then stops every session.
+void serve(coop::net::tcp_listener& listener, std::size_t queue, std::size_t max_line) {
+  room everyone;
+  session_set sessions;
+  for (;;) {
+    boost::system::error_code ec;
+    tcp_stream client = listener.accept(ec);
+    if (ec == coop::errc::cancelled) break;
+    if (ec) { // e.g. out of file descriptors: say so, back off, retry
+      std::cerr << "chat_server: accept: " << ec.message() << std::endl;
+      coop::sleep_for(100ms, ec);
+      if (ec) break;
+      continue;
+    }
+    sessions.spawn([&everyone, c = std::move(client), queue, max_line]() mutable {
+      chat(everyone, std::move(c), queue, max_line);
+    });
+  }
+  sessions.cancel_and_join();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  namespace po = coop_app::po;
+  const std::string name = "chat_server";
+  po::options_description options("Options");
+  options.add_options()                                                                                           //
+      ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to listen on")                      //
+      ("port", po::value<int>()->default_value(9001), "TCP port to listen on (0: any free port)")                 //
+      ("queue", po::value<int>()->default_value(64), "lines waiting per client before it is dropped as too slow") //
+      ("max-line", po::value<int>()->default_value(4096), "longest line accepted, in bytes, newline included");
+  auto vm = coop_app::parse(argc, argv, name, "Line chat: each line a client sends goes to all the others.", options);
+  const int port = vm["port"].as<int>();
+  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
+  const int queue = vm["queue"].as<int>();
+  if (queue < 1 || queue > 1'000'000) coop_app::usage_error(name, "--queue must be 1..1000000");
+  const int max_line = vm["max-line"].as<int>();
+  if (max_line < 2 || max_line > (16 << 20)) coop_app::usage_error(name, "--max-line must be 2..16777216");
+  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
+                                       static_cast<unsigned short>(port));
+  coop_app::raise_open_file_limit();
+
+  try {
+    return coop::run([&] {
+      coop::net::tcp_listener listener(where);
+      auto server = coop::spawn([&] { serve(listener, std::size_t(queue), std::size_t(max_line)); });
+      // Spawned fibers run once this one blocks, i.e. after the signal handler
+      // is installed: a SIGTERM sent right after "listening on" is handled.
+      coop::spawn([ep = listener.local_endpoint()] { coop_app::announce_listening(ep); }).detach();
+      int sig = coop::wait_for_signal({SIGINT, SIGTERM});
+      server.cancel(); // accept fails with coop::cancelled; serve() then stops the sessions
+      server.get();
+      std::cout << "stopped by signal " << sig << std::endl;
+      return 0;
+    });
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,217 @@
+// http_hello — an HTTP/1.1 "Hello, world!" server on Boost.Beast.
+//
+// Beast's synchronous http::read and http::write run directly on a
+// coop::net::tcp_stream: inside a fiber they suspend only that fiber, so each
+// connection is a plain loop — read a request, write a response — and one
+// thread serves thousands of connections. Keep-alive is the default;
+// "Connection: close" (or HTTP/1.0 without keep-alive) ends the connection
+// after the response. A request Beast cannot parse gets "400 Bad Request" and
+// the connection is closed.
+//
+// With --threads N, each runtime thread has its own listening socket on the
+// same port (SO_REUSEPORT) and the kernel spreads connections over them.
+//
+//   http_hello --port 8080 --threads 2
+//   curl -i http://127.0.0.1:8080/
+#include <app.hpp>
+#include <coop/coop.hpp>
+
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <iostream>
+#include <list>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using coop::net::tcp_stream;
+namespace http = boost::beast::http;
+
+constexpr auto idle_timeout = 30s; ///< longest wait for (the rest of) a request
+constexpr std::size_t max_header = 8 * 1024;
+constexpr std::size_t max_body = 64 * 1024;
+
+bool is_parse_error(const boost::system::error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_method).category();
+}
+
+http::response<http::string_body> respond(const http::request<http::string_body>& req) {
+  http::response<http::string_body> res;
+  res.version(req.version());
+  res.keep_alive(req.keep_alive());
+  res.set(http::field::server, "coop http_hello");
+  res.set(http::field::content_type, "text/plain");
+  if (req.method() == http::verb::get || req.method() == http::verb::head) {
+    res.result(http::status::ok);
+    res.body() = "Hello, world!\n";
+  } else {
+    res.result(http::status::method_not_allowed);
+    res.set(http::field::allow, "GET, HEAD");
+    res.body() = "Only GET and HEAD are served here.\n";
+  }
+  res.prepare_payload();                                    // Content-Length
+  if (req.method() == http::verb::head) res.body().clear(); // keeps the Content-Length of a GET
+  return res;
+}
+
+/// Ends a connection without losing the last response: half-close, then read
+/// and drop whatever the client still sends (for a second at most), so that
+/// closing does not reset the connection before the client has read it all.
+void linger_close(tcp_stream& stream) {
+  boost::system::error_code ec;
+  stream.shutdown_send(ec);
+  coop::timeout limit(1s);
+  char sink[1024];
+  while (!ec)
+    stream.read_some(boost::asio::buffer(sink), ec);
+}
+
+/// Serves requests on one connection until it ends.
+void serve_http(tcp_stream stream) {
+  boost::beast::flat_buffer buffer; // keeps bytes of a pipelined next request
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(max_header);
+    parser.body_limit(max_body);
+    boost::system::error_code ec;
+    {
+      coop::timeout limit(idle_timeout); // an idle client does not hold its fiber forever
+      http::read(stream, buffer, parser, ec);
+    }
+    if (ec == http::error::end_of_stream) return; // closed between requests: fine
+    if (is_parse_error(ec)) {
+      http::response<http::string_body> res{http::status::bad_request, 11};
+      res.set(http::field::server, "coop http_hello");
+      res.set(http::field::content_type, "text/plain");
+      res.keep_alive(false);
+      res.body() = "Bad Request: " + ec.message() + "\n";
+      res.prepare_payload();
+      http::write(stream, res, ec);
+      return linger_close(stream);
+    }
+    if (ec) return; // reset, timed out, cancelled (shutdown)
+
+    auto res = respond(parser.get());
+    http::write(stream, res, ec);
+    if (ec) return;
+    if (!res.keep_alive()) return linger_close(stream);
+  }
+}
+
+/// The connection fibers still running, so that shutdown can cancel them and
+/// wait until they have cleaned up. Used on one runtime thread only.
+class session_set {
+public:
+  template <class F> void spawn(F&& fn) {
+    std::erase_if(tasks_, [](const coop::task<>& t) { return t.done(); });
+    tasks_.push_back(coop::spawn(std::forward<F>(fn)));
+  }
+  void cancel_and_join() {
+    coop::shield no_cancel; // the caller may be cancelled itself: still wait
+    for (auto& t : tasks_)
+      t.cancel();
+    for (auto& t : tasks_)
+      t.join();
+    tasks_.clear();
+  }
+
+private:
+  std::list<coop::task<>> tasks_;
+};
+
+/// Accepts connections until the fiber is cancelled, then stops every session.
+void serve(coop::net::tcp_listener& listener) {
+  session_set sessions;
+  for (;;) {
+    boost::system::error_code ec;
+    tcp_stream client = listener.accept(ec);
+    if (ec == coop::errc::cancelled) break;
+    if (ec) { // e.g. out of file descriptors: say so, back off, retry
+      std::cerr << "http_hello: accept: " << ec.message() << std::endl;
+      coop::sleep_for(100ms, ec);
+      if (ec) break;
+      continue;
+    }
+    sessions.spawn([c = std::move(client)]() mutable { serve_http(std::move(c)); });
+  }
+  sessions.cancel_and_join();
+}
+
+/// Runs on runtime thread 0: opens a listener per thread, says where it
+/// listens, waits for SIGINT/SIGTERM, then stops every thread's server.
+int control(coop::runtime& rt, const coop::net::tcp::endpoint& where) {
+  coop::net::listen_options opts;
+  opts.reuse_port = rt.size() > 1;
+  // Thread 0 binds first (the kernel picks the port when it is 0); the other
+  // threads then bind their own listeners to that same port.
+  coop::net::tcp_listener first(where, opts);
+  const auto bound = first.local_endpoint();
+  std::vector<coop::task<>> servers;
+  servers.push_back(coop::spawn([&] { serve(first); }));
+
+  coop::channel<boost::system::error_code> ready(rt.size());
+  for (unsigned i = 1; i < rt.size(); ++i)
+    servers.push_back(rt.spawn_on(i, [&] {
+      boost::system::error_code ec;
+      std::optional<coop::net::tcp_listener> listener; // created here: it belongs to this thread
+      try {
+        listener.emplace(bound, opts);
+      } catch (const boost::system::system_error& e) {
+        ec = e.code();
+      }
+      ready.push(ec);
+      if (listener) serve(*listener);
+    }));
+  boost::system::error_code failed;
+  for (unsigned i = 1; i < rt.size(); ++i)
+    if (auto ec = ready.pop(); ec && *ec) failed = *ec;
+
+  int sig = 0;
+  if (!failed) {
+    // Spawned fibers run once this one blocks, i.e. after the signal handler
+    // is installed: a SIGTERM sent right after "listening on" is handled.
+    coop::spawn([bound] { coop_app::announce_listening(bound); }).detach();
+    sig = coop::wait_for_signal({SIGINT, SIGTERM});
+  }
+  for (auto& s : servers)
+    s.cancel(); // accept fails with coop::cancelled; serve() stops its sessions
+  for (auto& s : servers)
+    s.get();
+  if (failed) throw boost::system::system_error(failed, "listen on another thread");
+  std::cout << "stopped by signal " << sig << std::endl;
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  namespace po = coop_app::po;
+  const std::string name = "http_hello";
+  po::options_description options("Options");
+  options.add_options()                                                                           //
+      ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to listen on")      //
+      ("port", po::value<int>()->default_value(8080), "TCP port to listen on (0: any free port)") //
+      ("threads", po::value<unsigned>()->default_value(1), "runtime threads, each with its own listener");
+  auto vm = coop_app::parse(argc, argv, name, "HTTP/1.1 hello server on Boost.Beast and coop fibers.", options);
+  const int port = vm["port"].as<int>();
+  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
+  const unsigned threads = vm["threads"].as<unsigned>();
+  if (threads < 1 || threads > 256) coop_app::usage_error(name, "--threads must be 1..256");
+  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
+                                       static_cast<unsigned short>(port));
+  coop_app::raise_open_file_limit();
+
+  try {
+    coop::runtime rt(threads);
+    return rt.spawn_on(0, [&] { return control(rt, where); }).get();
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,175 @@
+// port_forwarder — a TCP proxy: every client connection is forwarded to
+// --to HOST:PORT and the bytes are pumped both ways.
+//
+// One fiber per client connects upstream; then two fibers pump, one per
+// direction, each a plain read/write loop. Half-close is passed on: when one
+// side ends its stream, the other side's sending half is shut down and the
+// opposite direction keeps flowing until it ends too (so a client that sends a
+// request and then shuts down its sending half still gets the whole reply).
+// If the upstream connect fails, only that client is closed.
+//
+//   port_forwarder --port 8000 --to example.org:80
+#include <app.hpp>
+#include <coop/coop.hpp>
+
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <iostream>
+#include <list>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using coop::net::tcp_stream;
+
+constexpr auto connect_timeout = 5s;
+
+struct target {
+  std::string host;
+  std::uint16_t port;
+};
+
+/// Parses "HOST:PORT" or "[IPV6]:PORT"; exits 2 when malformed.
+target parse_target(const std::string& name, const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == text.size())
+    coop_app::usage_error(name, "--to: expected HOST:PORT, got '" + text + "'");
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  const char* first = text.data() + colon + 1;
+  const char* last = text.data() + text.size();
+  auto [end, err] = std::from_chars(first, last, port);
+  if (err != std::errc{} || end != last || port == 0 || port > 65535)
+    coop_app::usage_error(name, "--to: bad port in '" + text + "'");
+  return {host, static_cast<std::uint16_t>(port)};
+}
+
+/// Copies `from` into `to` until `from` ends, then shuts down `to`'s sending
+/// half. Returns false when either side failed (reset, closed, cancelled).
+bool pump(tcp_stream& from, tcp_stream& to) {
+  std::vector<char> buffer(64 * 1024);
+  for (;;) {
+    boost::system::error_code ec;
+    std::size_t n = from.read_some(boost::asio::buffer(buffer), ec);
+    if (ec == boost::asio::error::eof) {
+      to.shutdown_send(ec); // the peer of `to` now reads end of stream
+      return true;
+    }
+    if (ec) return false;
+    to.write_all(boost::asio::buffer(buffer.data(), n), ec);
+    if (ec) return false;
+  }
+}
+
+/// Serves one client: connect upstream, then pump both ways until both end.
+void forward(tcp_stream client, const target& to) {
+  boost::system::error_code ec;
+  tcp_stream upstream = [&] {
+    coop::timeout limit(connect_timeout);
+    return coop::net::connect(to.host, to.port, ec);
+  }();
+  if (ec) {
+    std::cerr << "port_forwarder: cannot reach " << to.host << ":" << to.port << ": " << ec.message() << std::endl;
+    return; // `client` is closed as it goes out of scope; other clients carry on
+  }
+
+  // A failure in one direction ends both: closing the sockets makes the other
+  // fiber's pending read fail at once.
+  auto abort = [&] {
+    boost::system::error_code ignored;
+    client.close(ignored);
+    upstream.close(ignored);
+  };
+  auto downstream = coop::spawn([&] {
+    if (!pump(upstream, client)) abort();
+  });
+  if (!pump(client, upstream)) abort();
+
+  downstream.join(ec); // the reply direction may go on after the client's EOF
+  if (ec) {            // we were cancelled while waiting (shutdown): stop it too
+    abort();
+    coop::shield no_cancel; // `downstream` uses our locals: wait until it has left
+    downstream.join();
+  }
+}
+
+/// The connection fibers still running, so that shutdown can cancel them and
+/// wait until they have cleaned up. Used on one runtime thread only.
+class session_set {
+public:
+  template <class F> void spawn(F&& fn) {
+    std::erase_if(tasks_, [](const coop::task<>& t) { return t.done(); });
+    tasks_.push_back(coop::spawn(std::forward<F>(fn)));
+  }
+  void cancel_and_join() {
+    coop::shield no_cancel; // the caller may be cancelled itself: still wait
+    for (auto& t : tasks_)
+      t.cancel();
+    for (auto& t : tasks_)
+      t.join();
+    tasks_.clear();
+  }
+
+private:
+  std::list<coop::task<>> tasks_;
+};
+
+/// Accepts clients until the fiber is cancelled, then stops every session.
+void serve(coop::net::tcp_listener& listener, const target& to) {
+  session_set sessions;
+  for (;;) {
+    boost::system::error_code ec;
+    tcp_stream client = listener.accept(ec);
+    if (ec == coop::errc::cancelled) break;
+    if (ec) { // e.g. out of file descriptors: say so, back off, retry
+      std::cerr << "port_forwarder: accept: " << ec.message() << std::endl;
+      coop::sleep_for(100ms, ec);
+      if (ec) break;
+      continue;
+    }
+    sessions.spawn([c = std::move(client), &to]() mutable { forward(std::move(c), to); });
+  }
+  sessions.cancel_and_join();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  namespace po = coop_app::po;
+  const std::string name = "port_forwarder";
+  po::options_description options("Options");
+  options.add_options()                                                                           //
+      ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to listen on")      //
+      ("port", po::value<int>()->default_value(8000), "TCP port to listen on (0: any free port)") //
+      ("to", po::value<std::string>()->required(), "HOST:PORT to forward every connection to");
+  auto vm = coop_app::parse(argc, argv, name, "TCP port forwarder: relays each connection to --to.", options);
+  const int port = vm["port"].as<int>();
+  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
+  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
+                                       static_cast<unsigned short>(port));
+  const target to = parse_target(name, vm["to"].as<std::string>());
+  coop_app::raise_open_file_limit(); // two sockets per client
+
+  try {
+    return coop::run([&] {
+      coop::net::tcp_listener listener(where);
+      auto server = coop::spawn([&] { serve(listener, to); });
+      // Spawned fibers run once this one blocks, i.e. after the signal handler
+      // is installed: a SIGTERM sent right after "listening on" is handled.
+      coop::spawn([ep = listener.local_endpoint()] { coop_app::announce_listening(ep); }).detach();
+      int sig = coop::wait_for_signal({SIGINT, SIGTERM});
+      server.cancel(); // accept fails with coop::cancelled; serve() then stops the sessions
+      server.get();
+      std::cout << "stopped by signal " << sig << std::endl;
+      return 0;
+    });
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,75 @@
+// udp_echo — sends every UDP datagram back to where it came from.
+//
+// coop wraps TCP, not UDP; this sample shows how to use any Asio I/O object
+// from a fiber instead: create it on the runtime thread's io_context
+// (coop::this_thread_io()) and pass the completion token coop::yield, which
+// suspends only the calling fiber until the operation completes.
+//
+//   udp_echo --port 9000
+//   echo hello | nc -u -w1 127.0.0.1 9000
+#include <app.hpp>
+#include <coop/coop.hpp>
+
+#include <boost/asio/ip/udp.hpp>
+
+#include <csignal>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using boost::asio::ip::udp;
+
+bool interrupted(const boost::system::error_code& ec) {
+  return ec == coop::errc::cancelled || ec == boost::asio::error::operation_aborted;
+}
+
+/// Echoes datagrams until the fiber is cancelled.
+void echo(udp::socket& socket) {
+  std::vector<char> datagram(64 * 1024); // the largest a UDP datagram can be
+  udp::endpoint sender;
+  for (;;) {
+    boost::system::error_code ec;
+    std::size_t n = socket.async_receive_from(boost::asio::buffer(datagram), sender, coop::yield[ec]);
+    if (interrupted(ec)) return;
+    if (ec) continue; // e.g. an ICMP "port unreachable" for an earlier reply: not our problem
+    socket.async_send_to(boost::asio::buffer(datagram.data(), n), sender, coop::yield[ec]);
+    if (interrupted(ec)) return;
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  namespace po = coop_app::po;
+  const std::string name = "udp_echo";
+  po::options_description options("Options");
+  options.add_options()                                                                    //
+      ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to bind to") //
+      ("port", po::value<int>()->default_value(9000), "UDP port (0: any free port)");
+  auto vm = coop_app::parse(argc, argv, name, "UDP echo server: returns every datagram to its sender.", options);
+  const int port = vm["port"].as<int>();
+  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
+  const udp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
+                            static_cast<unsigned short>(port));
+
+  try {
+    return coop::run([&] {
+      udp::socket socket(coop::this_thread_io(), where); // binds; throws if the port is taken
+      auto server = coop::spawn([&] { echo(socket); });
+      // Spawned fibers run once this one blocks, i.e. after the signal handler
+      // below is installed: a script that sends SIGTERM as soon as it reads
+      // "listening on" always gets the clean shutdown.
+      coop::spawn([ep = socket.local_endpoint()] { coop_app::announce_listening(ep); }).detach();
+      int sig = coop::wait_for_signal({SIGINT, SIGTERM});
+      server.cancel(); // its pending receive fails with coop::cancelled
+      server.get();
+      std::cout << "stopped by signal " << sig << std::endl;
+      return 0;
+    });
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << std::endl;
+    return 1;
+  }
+}
