@@ -22,7 +22,6 @@
 #include <chrono>
 #include <csignal>
 #include <iostream>
-#include <list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -104,30 +103,9 @@ void serve_http(tcp_stream stream) {
   }
 }
 
-/// The connection fibers still running, so that shutdown can cancel them and
-/// wait until they have cleaned up. Used on one runtime thread only.
-class session_set {
-public:
-  template <class F> void spawn(F&& fn) {
-    std::erase_if(tasks_, [](const coop::task<>& t) { return t.done(); });
-    tasks_.push_back(coop::spawn(std::forward<F>(fn)));
-  }
-  void cancel_and_join() {
-    coop::shield no_cancel; // the caller may be cancelled itself: still wait
-    for (auto& t : tasks_)
-      t.cancel();
-    for (auto& t : tasks_)
-      t.join();
-    tasks_.clear();
-  }
-
-private:
-  std::list<coop::task<>> tasks_;
-};
-
 /// Accepts connections until the fiber is cancelled, then stops every session.
 void serve(coop::net::tcp_listener& listener) {
-  session_set sessions;
+  coop::task_group sessions; // the connection fibers still running
   for (;;) {
     boost::system::error_code ec;
     tcp_stream client = listener.accept(ec);
@@ -140,7 +118,7 @@ void serve(coop::net::tcp_listener& listener) {
     }
     sessions.spawn([c = std::move(client)]() mutable { serve_http(std::move(c)); });
   }
-  sessions.cancel_and_join();
+  sessions.cancel(); // the destructor waits until they have cleaned up
 }
 
 /// Runs on runtime thread 0: opens a listener per thread, says where it

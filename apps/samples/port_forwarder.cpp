@@ -17,7 +17,6 @@
 #include <csignal>
 #include <cstdint>
 #include <iostream>
-#include <list>
 #include <string>
 #include <vector>
 
@@ -98,30 +97,9 @@ void forward(tcp_stream client, const target& to) {
   }
 }
 
-/// The connection fibers still running, so that shutdown can cancel them and
-/// wait until they have cleaned up. Used on one runtime thread only.
-class session_set {
-public:
-  template <class F> void spawn(F&& fn) {
-    std::erase_if(tasks_, [](const coop::task<>& t) { return t.done(); });
-    tasks_.push_back(coop::spawn(std::forward<F>(fn)));
-  }
-  void cancel_and_join() {
-    coop::shield no_cancel; // the caller may be cancelled itself: still wait
-    for (auto& t : tasks_)
-      t.cancel();
-    for (auto& t : tasks_)
-      t.join();
-    tasks_.clear();
-  }
-
-private:
-  std::list<coop::task<>> tasks_;
-};
-
 /// Accepts clients until the fiber is cancelled, then stops every session.
 void serve(coop::net::tcp_listener& listener, const target& to) {
-  session_set sessions;
+  coop::task_group sessions; // the connection fibers still running
   for (;;) {
     boost::system::error_code ec;
     tcp_stream client = listener.accept(ec);
@@ -134,7 +112,7 @@ void serve(coop::net::tcp_listener& listener, const target& to) {
     }
     sessions.spawn([c = std::move(client), &to]() mutable { forward(std::move(c), to); });
   }
-  sessions.cancel_and_join();
+  sessions.cancel(); // the destructor waits until they have cleaned up
 }
 
 } // namespace

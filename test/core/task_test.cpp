@@ -220,3 +220,82 @@ BOOST_AUTO_TEST_CASE(a_remote_wake_up_reaches_an_idle_runtime_thread) {
     sender.join();
   }
 }
+
+COOP_TEST_CASE(task_group_join_waits_for_members_that_leave_as_they_finish) {
+  coop::task_group group;
+  int done = 0;
+  for (int i = 1; i <= 3; ++i)
+    group.spawn([&, i] {
+      coop::sleep_for(std::chrono::milliseconds(5 * i));
+      ++done;
+    });
+  BOOST_TEST(group.size() == 3u);
+  coop::sleep_for(7ms);
+  BOOST_TEST(group.size() == 2u);
+  group.join();
+  BOOST_TEST(done == 3);
+  BOOST_TEST(group.empty());
+}
+
+COOP_TEST_CASE(task_group_destructor_cancels_and_waits_for_clean_up) {
+  int cleaned = 0;
+  {
+    coop::task_group group;
+    for (int i = 0; i < 3; ++i)
+      group.spawn([&] {
+        try {
+          coop::sleep_for(10s);
+        } catch (const coop::cancelled&) {
+          coop::shield s;
+          coop::sleep_for(1ms);
+          ++cleaned;
+          throw;
+        }
+      });
+    coop::sleep_for(1ms);
+  }
+  BOOST_TEST(cleaned == 3);
+}
+
+COOP_TEST_CASE(task_group_join_for_cancels_what_is_left_after_the_deadline) {
+  coop::task_group group;
+  bool quick_done = false, slow_cancelled = false;
+  group.spawn([&] {
+    coop::sleep_for(1ms);
+    quick_done = true;
+  });
+  group.spawn([&] {
+    try {
+      coop::sleep_for(10s);
+    } catch (const coop::cancelled&) {
+      slow_cancelled = true;
+    }
+  });
+  BOOST_TEST(!group.join_for(20ms));
+  BOOST_TEST(quick_done);
+  BOOST_TEST(slow_cancelled);
+  group.spawn([] { coop::sleep_for(1ms); });
+  BOOST_TEST(group.join_for(1s));
+}
+
+COOP_TEST_CASE(task_group_member_failure_does_not_touch_the_others) {
+  coop::task_group group;
+  int survivors = 0;
+  group.spawn([] { throw std::runtime_error("one connection failed"); });
+  for (int i = 0; i < 2; ++i)
+    group.spawn([&] {
+      coop::sleep_for(2ms);
+      ++survivors;
+    });
+  group.join();
+  BOOST_TEST(survivors == 2);
+}
+
+COOP_TEST_CASE(task_group_with_ten_thousand_short_members) {
+  coop::task_group group;
+  int n = 0;
+  for (int i = 0; i < 10'000; ++i)
+    group.spawn([&] { ++n; });
+  group.join();
+  BOOST_TEST(n == 10'000);
+}

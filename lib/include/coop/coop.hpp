@@ -11,6 +11,7 @@
 #include <coop/run.hpp>
 #include <coop/runtime.hpp>
 #include <coop/task.hpp>
+#include <coop/task_group.hpp>
 #include <coop/this_fiber.hpp>
 #include <coop/timeout.hpp>
 #include <coop/yield.hpp>
