@@ -14,6 +14,12 @@
 
 namespace coop {
 
+template <class T> class channel;
+namespace detail {
+template <class T> class recv_case;
+template <class T> class send_case;
+} // namespace detail
+
 /// Outcome of a channel operation that is not an error.
 enum class channel_status {
   success, ///< the item was pushed or popped
@@ -175,18 +181,24 @@ private:
     return checked(r);
   }
 
-  result push_impl(T& item, bool block) {
-    detail::spinlock_lock lk(lock_);
-    if (closed_) return {channel_status::closed, {}};
+  // Under lock_: completes a push at once if it can; nullopt when it would wait.
+  std::optional<channel_status> push_now(T& item) {
+    if (closed_) return channel_status::closed;
     if (detail::waiter* r = receivers_.pop()) {
       static_cast<std::optional<T>*>(r->payload)->emplace(std::move(item));
       r->wake();
-      return {channel_status::success, {}};
+      return channel_status::success;
     }
     if (items_.size() < capacity_) {
       items_.push_back(std::move(item));
-      return {channel_status::success, {}};
+      return channel_status::success;
     }
+    return std::nullopt;
+  }
+
+  result push_impl(T& item, bool block) {
+    detail::spinlock_lock lk(lock_);
+    if (auto st = push_now(item)) return {*st, {}};
     if (!block) return {channel_status::full, {}};
     detail::waiter w;
     w.payload = &item;
@@ -194,8 +206,8 @@ private:
     return {w.status == sender_taken ? channel_status::success : channel_status::closed, {}};
   }
 
-  result pop_impl(std::optional<T>& out, bool block) {
-    detail::spinlock_lock lk(lock_);
+  // Under lock_: completes a pop at once if it can; nullopt when it would wait.
+  std::optional<channel_status> pop_now(std::optional<T>& out) {
     if (!items_.empty()) {
       out.emplace(std::move(items_.front()));
       items_.pop_front();
@@ -205,21 +217,31 @@ private:
         s->status = sender_taken;
         s->wake();
       }
-      return {channel_status::success, {}};
+      return channel_status::success;
     }
     if (detail::waiter* s = senders_.pop()) { // rendezvous: take straight from the sender
       out.emplace(std::move(*static_cast<T*>(s->payload)));
       s->status = sender_taken;
       s->wake();
-      return {channel_status::success, {}};
+      return channel_status::success;
     }
-    if (closed_) return {channel_status::closed, {}};
+    if (closed_) return channel_status::closed;
+    return std::nullopt;
+  }
+
+  result pop_impl(std::optional<T>& out, bool block) {
+    detail::spinlock_lock lk(lock_);
+    if (auto st = pop_now(out)) return {*st, {}};
     if (!block) return {channel_status::empty, {}};
     detail::waiter w;
     w.payload = &out;
     if (auto ec = receivers_.wait(lk, w)) return {channel_status::timeout, ec};
     return {out ? channel_status::success : channel_status::closed, {}};
   }
+
+  // The parts `coop::select` uses; the caller holds lock_ where noted.
+  template <class U> friend class detail::recv_case;
+  template <class U> friend class detail::send_case;
 
   mutable detail::spinlock lock_;
   std::deque<T> items_;

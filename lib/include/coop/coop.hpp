@@ -9,6 +9,7 @@
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
 #include <coop/run.hpp>
+#include <coop/select.hpp>
 #include <coop/runtime.hpp>
 #include <coop/task.hpp>
 #include <coop/task_group.hpp>
