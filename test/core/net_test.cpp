@@ -7,6 +7,13 @@
 #include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <csignal>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 namespace {
 
 /// Starts an echo server fiber on the calling runtime thread; returns its port.
@@ -241,4 +248,31 @@ BOOST_AUTO_TEST_CASE(reuse_port_listeners_one_per_runtime_thread) {
     first.reset();
     BOOST_TEST(served.load() == 40);
   }
+}
+
+COOP_TEST_CASE(a_peer_process_that_is_killed_gives_eof_or_reset) {
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+  pid_t child = ::fork();
+  if (child == 0) { // the peer: connect, send a little, then wait to be killed
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) ::_exit(1);
+    (void)!::write(fd, "hi", 2);
+    for (;;)
+      ::pause();
+  }
+  auto conn = l.accept();
+  std::array<char, 2> hi;
+  conn.read_exact(boost::asio::buffer(hi));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  std::array<char, 16> buf;
+  boost::system::error_code ec;
+  coop::timeout t(5s);
+  conn.read_some(boost::asio::buffer(buf), ec);
+  BOOST_TEST((ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset));
 }
