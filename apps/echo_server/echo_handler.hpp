@@ -1,0 +1,62 @@
+// apps/echo_server/echo_handler.hpp — the echo connection handler, written once
+// against coop::net::tcp_stream.
+//
+// echo_server runs this same function in a fiber (--mode fiber: every read and
+// write yields the fiber) or on an OS thread of its own inside a
+// coop::blocking_scope (--mode thread: every read and write blocks the thread
+// in the kernel). Only where it runs differs; the source is this one.
+#pragma once
+
+#include <coop/coop.hpp>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <optional>
+
+namespace echo {
+
+/// Settings of one connection handler.
+struct handler_options {
+  /// A read or write that waits longer than this ends the connection; 0 means
+  /// never. Enforced with `coop::timeout`, which works in fibers only: a
+  /// blocking_scope ignores coop's timeouts, so thread mode passes 0 here and
+  /// enforces idleness from outside (see thread_server.cpp).
+  std::chrono::milliseconds idle_timeout{0};
+};
+
+/// Bytes read (and then written back) at a time. The buffer lives on the
+/// fiber's or thread's stack, so both modes pay for it the same way.
+inline constexpr std::size_t echo_buffer_size = 16 * 1024;
+
+/// Echoes every byte `stream` receives until the peer closes its sending side,
+/// then half-closes ours (everything received has been written back by then).
+/// Returns why it stopped: `eof` for a clean end, otherwise the error (reset,
+/// broken pipe, `coop::errc::timed_out` when idle, `coop::errc::cancelled`).
+/// Never throws for I/O problems. The caller owns the stream and closes it.
+inline boost::system::error_code echo_connection(coop::net::tcp_stream& stream, const handler_options& opts = {}) {
+  std::array<char, echo_buffer_size> buffer;
+  boost::system::error_code ec;
+  for (;;) {
+    std::size_t n = 0;
+    {
+      std::optional<coop::timeout> idle;
+      if (opts.idle_timeout.count() > 0) idle.emplace(opts.idle_timeout);
+      n = stream.read_some(boost::asio::buffer(buffer), ec);
+    }
+    if (ec) break;
+    {
+      std::optional<coop::timeout> idle;
+      if (opts.idle_timeout.count() > 0) idle.emplace(opts.idle_timeout);
+      stream.write_all(boost::asio::buffer(buffer.data(), n), ec);
+    }
+    if (ec) break;
+  }
+  if (ec == boost::asio::error::eof) {
+    boost::system::error_code ignored; // the peer may be gone already; nothing left to tell it
+    stream.shutdown_send(ignored);
+  }
+  return ec;
+}
+
+} // namespace echo

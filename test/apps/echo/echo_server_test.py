@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""Integration tests of echo_server (and loadgen), run as processes over loopback.
+
+    echo_server_test.py --server PATH [--loadgen PATH] [--mode fiber|thread] CASE
+
+Each CASE starts its own echo_server on a port the kernel picks (port 0, read
+back from the "listening on" line), talks to it with real sockets and exits
+non-zero on the first failed check. Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HOST = "127.0.0.1"
+ARGS = None  # set in main()
+
+
+class Server:
+    """An echo_server process; stops (SIGKILL at worst) when the block ends."""
+
+    def __init__(self, *extra, mode=None, nofile=None):
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        limit = None
+        if nofile is not None:
+            limit = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+        cmd = [ARGS.server, "--port", "0", "--mode", mode or ARGS.mode, *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True, preexec_fn=limit)
+        line = read_line(self.proc.stdout, timeout=15)
+        m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)
+        check(m is not None, f"first line of {cmd}: {line!r}")
+        self.port = int(m.group(1))
+        check(self.port != 0, "the listening line must give the real port")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self.stderr.close()
+
+    def connect(self, timeout=10):
+        s = socket.create_connection((HOST, self.port), timeout=timeout)
+        s.settimeout(timeout)
+        return s
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        """Sends `sig`; returns the exit status (fails if it does not exit in time)."""
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            fail(f"server did not exit within {timeout} s after signal {sig}")
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log(self):
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+
+def read_line(stream, timeout):
+    result = []
+    t = threading.Thread(target=lambda: result.append(stream.readline()), daemon=True)
+    t.start()
+    t.join(timeout)
+    check(result, f"no line from the server within {timeout} s")
+    return result[0]
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+def fail(message):
+    raise CheckFailed(message)
+
+
+def exchange(sock, data, timeout=20):
+    """Sends `data` while reading its echo (a second thread writes, so big
+    messages cannot deadlock); returns what came back."""
+    errors = []
+
+    def writer():
+        try:
+            sock.sendall(data)
+        except OSError as e:
+            errors.append(e)
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    received = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(received) < len(data):
+        check(time.monotonic() < deadline, f"echo of {len(data)} bytes: only {len(received)} after {timeout} s")
+        chunk = sock.recv(min(1 << 20, len(data) - len(received)))
+        check(chunk, f"end of stream after {len(received)} of {len(data)} bytes")
+        received += chunk
+    t.join(timeout)
+    check(not errors, f"send failed: {errors}")
+    return bytes(received)
+
+
+def read_to_eof(sock, timeout=10):
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while True:
+        check(time.monotonic() < deadline, "no end of stream in time")
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+
+
+def round_trip_ok(server, payload=b"ping", timeout=10):
+    with server.connect(timeout) as c:
+        check(exchange(c, payload, timeout) == payload, "echo differs")
+
+
+# ---------------------------------------------------------------- cases
+
+
+def case_sizes():
+    """Echo of 1 B ... 1 MiB, each byte exact, several on one connection and each on its own."""
+    rng = random.Random(3)
+    sizes = [1, 2, 7, 100, 1460, 4096, 16383, 16384, 16385, 65535, 65536, 100_000, 262_144, 1 << 20]
+    with Server() as server:
+        with server.connect() as c:
+            for n in sizes:
+                data = rng.randbytes(n)
+                check(exchange(c, data) == data, f"echo of {n} bytes differs")
+        for n in sizes:
+            data = rng.randbytes(n)
+            with server.connect() as c:
+                check(exchange(c, data) == data, f"echo of {n} bytes on a fresh connection differs")
+        check(server.alive(), "server died")
+
+
+def case_half_close():
+    """After the client shuts down its sending side, the server echoes what is left, then closes."""
+    rng = random.Random(5)
+    with Server() as server:
+        for n in (0, 1, 5000, 300_000):
+            data = rng.randbytes(n)
+            with server.connect() as c:
+                received = []
+                reader = threading.Thread(target=lambda: received.append(read_to_eof(c, 20)), daemon=True)
+                reader.start()
+                c.sendall(data)
+                c.shutdown(socket.SHUT_WR)
+                reader.join(25)
+                check(received, f"half-close with {n} bytes: no end of stream from the server")
+                check(received[0] == data, f"half-close with {n} bytes: got {len(received[0])} bytes back")
+
+
+def case_stalled_reader():
+    """A client that sends without reading blocks only its own connection."""
+    with Server() as server:
+        hog = server.connect()
+        hog.setblocking(False)
+        sent, idle_since = 0, None
+        chunk = b"x" * 65536
+        deadline = time.monotonic() + 20
+        # Fill every buffer between the hog and the server: the server's
+        # handler for it is now stuck writing.
+        while time.monotonic() < deadline:
+            try:
+                sent += hog.send(chunk)
+                idle_since = None
+            except BlockingIOError:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > 0.5:
+                    break
+                time.sleep(0.01)
+        check(sent > 65536, f"only {sent} bytes went out before the hog's buffers filled")
+        # Others are still served, repeatedly, by connections made after the stall.
+        rng = random.Random(7)
+        for i in range(20):
+            data = rng.randbytes(rng.randint(1, 100_000))
+            with server.connect(timeout=5) as c:
+                check(exchange(c, data, timeout=5) == data, f"client {i} not served while another stalls")
+        # The stalled connection is still alive: drain it and get everything back.
+        hog.setblocking(True)
+        hog.settimeout(20)
+        hog.shutdown(socket.SHUT_WR)
+        got = len(read_to_eof(hog, 30))
+        check(got == sent, f"stalled client got {got} of {sent} bytes back")
+        hog.close()
+
+
+def case_reset_peer():
+    """Resets (RST) and vanished peers end only their own connection."""
+    linger_rst = (socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with Server() as server:
+        bystander = server.connect()
+        check(exchange(bystander, b"before") == b"before", "bystander echo")
+        for i in range(30):
+            c = server.connect()
+            c.setsockopt(*linger_rst)
+            if i % 3 == 0:
+                c.sendall(b"y" * 2_000_000 if i % 2 else b"hello")  # server may be mid-write
+            elif i % 3 == 1:
+                check(exchange(c, b"abc") == b"abc", "echo before the reset")
+            c.close()  # with SO_LINGER 0: RST, unread data discarded
+        time.sleep(0.3)
+        check(server.alive(), "server died after resets")
+        check(exchange(bystander, b"after" * 1000) == b"after" * 1000, "bystander broken by others' resets")
+        round_trip_ok(server)
+        bystander.close()
+
+
+def case_many_clients():
+    """200 concurrent clients, each doing 10 exchanges of random size, all byte-exact."""
+    failures = []
+    with Server() as server:
+        barrier = threading.Barrier(200, timeout=30)
+
+        def client(i):
+            rng = random.Random(i)
+            try:
+                with server.connect(timeout=30) as c:
+                    barrier.wait()
+                    for _ in range(10):
+                        data = rng.randbytes(rng.choice([1, 64, 1000, 20_000, 150_000]))
+                        if exchange(c, data, timeout=30) != data:
+                            failures.append(f"client {i}: echo differs")
+                            return
+            except Exception as e:  # noqa: BLE001 - report every kind of failure
+                failures.append(f"client {i}: {e!r}")
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(200)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        check(not any(t.is_alive() for t in threads), "clients still running after 60 s")
+        check(not failures, f"{len(failures)} clients failed, e.g. {failures[:3]}")
+
+
+def case_idle_timeout():
+    """--idle-timeout closes a connection on which nothing moved, not a busy one."""
+    with Server("--idle-timeout", "0.5") as server:
+        idle = server.connect()
+        busy = server.connect()
+        start = time.monotonic()
+        closed_at = None
+        idle.setblocking(False)
+        while time.monotonic() - start < 8:
+            check(exchange(busy, b"tick", timeout=5) == b"tick", "busy connection broken")
+            try:
+                if idle.recv(1) == b"":
+                    closed_at = time.monotonic() - start
+                    break
+                fail("idle connection received data")
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed_at = time.monotonic() - start
+                break
+            time.sleep(0.1)
+        check(closed_at is not None, "idle connection still open after 8 s with --idle-timeout 0.5")
+        check(closed_at >= 0.4, f"idle connection closed too early ({closed_at:.2f} s)")
+        # The busy one has been up longer than the idle timeout and still works.
+        check(time.monotonic() - start > 0.5, "test ran too briefly")
+        check(exchange(busy, b"still here") == b"still here", "busy connection closed")
+        # And after the busy one goes quiet, it is closed too.
+        busy.settimeout(10)
+        check(read_to_eof(busy, 10) == b"", "quiet connection not closed")
+        idle.close()
+        busy.close()
+
+
+def case_sigterm_drain():
+    """SIGTERM: no new connections, open ones finish, then exit 0."""
+    with Server("--drain-timeout", "20") as server:
+        c = server.connect()
+        check(exchange(c, b"one") == b"one", "echo before SIGTERM")
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        check(server.alive(), "server exited while a connection was still open")
+        check(exchange(c, b"two" * 10000) == b"two" * 10000, "open connection not served while draining")
+        try:
+            socket.create_connection((HOST, server.port), timeout=2).close()
+            fail("a new connection was accepted after SIGTERM")
+        except (ConnectionRefusedError, ConnectionResetError, socket.timeout):
+            pass
+        c.shutdown(socket.SHUT_WR)
+        check(read_to_eof(c) == b"", "no end of stream after half-close while draining")
+        c.close()
+        try:
+            status = server.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            fail("server did not exit once its last connection closed")
+        check(status == 0, f"exit status {status} after SIGTERM, want 0; log:\n{server.log()}")
+
+    # A connection that does not finish is closed at the drain deadline.
+    with Server("--drain-timeout", "0.5") as server:
+        c = server.connect()
+        check(exchange(c, b"x") == b"x", "echo")
+        started = time.monotonic()
+        status = server.stop(signal.SIGINT, timeout=15)
+        check(status == 0, f"exit status {status} after SIGINT with a lingering client, want 0")
+        check(time.monotonic() - started >= 0.4, "server exited before the drain deadline")
+        c.settimeout(5)
+        try:
+            check(c.recv(1) == b"", "lingering client got data")
+        except ConnectionResetError:
+            pass
+        c.close()
+
+
+def case_max_connections():
+    """Beyond --max-connections, a new connection is accepted and closed at once."""
+    with Server("--max-connections", "2") as server:
+        a, b = server.connect(), server.connect()
+        check(exchange(a, b"a") == b"a" and exchange(b, b"b") == b"b", "first two not served")
+        extra = server.connect()
+        try:
+            check(extra.recv(1) == b"", "third connection was served beyond --max-connections 2")
+        except ConnectionResetError:
+            pass
+        extra.close()
+        a.close()
+        # Once a slot is free, new connections are served again.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                round_trip_ok(server, b"again", timeout=5)
+                break
+            except (CheckFailed, OSError):
+                check(time.monotonic() < deadline, "no connection served after a slot freed up")
+                time.sleep(0.1)
+        check(exchange(b, b"b2") == b"b2", "second connection broken")
+        b.close()
+
+
+def case_fd_exhaustion():
+    """Out of descriptors: back off without spinning, keep serving, accept again later."""
+    with Server(nofile=64) as server:
+        clients = []
+        for _ in range(90):  # more than the server has descriptors for
+            clients.append(server.connect())
+        time.sleep(0.5)
+        served = []
+        for i, c in enumerate(clients):
+            c.setblocking(False)
+            try:
+                c.sendall(b"?")
+            except BlockingIOError:
+                pass
+        time.sleep(1.0)
+        for i, c in enumerate(clients):
+            try:
+                if c.recv(1) == b"?":
+                    served.append(i)
+            except BlockingIOError:
+                pass
+        check(0 < len(served) < len(clients), f"{len(served)} of {len(clients)} served; expected only some")
+        # Waiting in accept back-off must not burn CPU.
+        cpu0, t0 = server.cpu_seconds(), time.monotonic()
+        time.sleep(1.5)
+        cpu = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+        check(cpu < 0.3, f"server used {cpu:.0%} CPU while out of descriptors (busy loop?)")
+        # The connections it has are still served.
+        for i in served[:5]:
+            c = clients[i]
+            c.setblocking(True)
+            c.settimeout(5)
+            check(exchange(c, b"still") == b"still", "existing connection not served while out of descriptors")
+        # Freeing descriptors lets the waiting connections in.
+        for i in served:
+            clients[i].close()
+        for i, c in enumerate(clients):
+            if i in served:
+                continue
+            c.setblocking(True)
+            c.settimeout(10)
+            check(c.recv(1) == b"?", f"waiting connection {i} was never served")
+            check(exchange(c, b"late") == b"late", f"waiting connection {i} broken")
+            c.close()
+        check(server.alive(), "server died")
+        check("backing off" in server.log(), "no back-off was logged")
+
+
+def case_bad_arguments():
+    """Bad input exits 2 with exactly one line on stderr and nothing on stdout."""
+    for args in (["--port", "abc"], ["--port", "70000"], ["--port", "0", "--mode", "green"],
+                 ["--port", "0", "--threads", "0"], ["--port", "0", "--bogus"], [],
+                 ["--port", "0", "--host", "not-an-ip"], ["--port", "0", "--idle-timeout", "-1"]):
+        r = subprocess.run([ARGS.server, *args], capture_output=True, text=True, timeout=10)
+        check(r.returncode == 2, f"echo_server {args}: exit {r.returncode}, want 2")
+        check(r.stdout == "", f"echo_server {args}: printed on stdout: {r.stdout!r}")
+        lines = r.stderr.splitlines()
+        check(len(lines) == 1 and lines[0].startswith("echo_server: error: "),
+              f"echo_server {args}: stderr {r.stderr!r}")
+    r = subprocess.run([ARGS.server, "--help"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0 and "--max-connections" in r.stdout, "--help")
+    if ARGS.loadgen:
+        for args in (["--port", "1", "--connections", "0"], ["--port", "1", "--size", "x"], ["--duration", "1"]):
+            r = subprocess.run([ARGS.loadgen, *args], capture_output=True, text=True, timeout=10)
+            check(r.returncode == 2 and len(r.stderr.splitlines()) == 1, f"loadgen {args}: {r.returncode} {r.stderr!r}")
+
+
+def case_threads():
+    """--threads 2 (fiber mode): two SO_REUSEPORT listeners, all connections served."""
+    with Server("--threads", "2", mode="fiber") as server:
+        socks = [server.connect() for _ in range(50)]
+        for i, c in enumerate(socks):
+            data = str(i).encode() * 100
+            check(exchange(c, data) == data, f"connection {i}")
+        for c in socks:
+            c.close()
+        check(server.stop() == 0, "exit status after SIGTERM")
+
+
+def case_loadgen():
+    """loadgen against echo_server for ~1 s with --json: the report is complete and error-free."""
+    check(ARGS.loadgen, "--loadgen PATH is needed")
+    with Server() as server:
+        for size in (64, 100_000):
+            cmd = [ARGS.loadgen, "--port", str(server.port), "--connections", "20", "--size", str(size),
+                   "--duration", "1", "--warmup", "0.2", "--json"]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+            check(r.returncode == 0, f"loadgen exit {r.returncode}: {r.stderr}{r.stdout}")
+            lines = r.stdout.strip().splitlines()
+            check(len(lines) == 1, f"--json must print one line, got {r.stdout!r}")
+            report = json.loads(lines[0])
+            for key in ("connections", "size", "requests", "requests_per_sec", "mb_per_sec", "latency_us",
+                        "errors", "connect_failures", "connect_retries"):
+                check(key in report, f"field {key} missing from {report}")
+            for key in ("p50", "p90", "p99", "max"):
+                check(key in report["latency_us"], f"latency_us.{key} missing")
+            lat = report["latency_us"]
+            check(0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"], f"latencies out of order: {lat}")
+            check(report["errors"] == 0 and report["connect_failures"] == 0, f"errors: {report}")
+            check(report["connections"] == 20 and report["size"] == size, f"echoed settings: {report}")
+            check(report["requests"] > 0 and report["requests_per_sec"] > 0, f"no requests: {report}")
+        check(server.stop() == 0, "server exit status")
+    # Against a server that is not there: connect failures are reported, exit 1.
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]  # bound, not listening: refused
+        r = subprocess.run([ARGS.loadgen, "--port", str(port), "--connections", "3", "--duration", "0.2",
+                            "--connect-timeout", "0.5", "--json"],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 1, f"loadgen against no server: exit {r.returncode}")
+        report = json.loads(r.stdout)
+        check(report["connect_failures"] == 3 and report["connect_retries"] > 0, f"report: {report}")
+
+
+def case_compare_smoke():
+    """scripts/compare --smoke (counts 1 and 10, one round, 1 s) prints the table and writes its files."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+    bindir = os.path.dirname(os.path.abspath(ARGS.server))
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([os.path.join(root, "scripts", "compare"), "--smoke", "--bin", bindir, "--out", out],
+                           capture_output=True, text=True, timeout=100)
+        check(r.returncode == 0, f"scripts/compare --smoke exit {r.returncode}:\n{r.stderr}\n{r.stdout}")
+        for n in (1, 10):
+            for mode in ("fiber", "thread"):
+                check(re.search(rf"^\| {n} \| {mode} \| [\d,]+ \|", r.stdout, re.M),
+                      f"no table row for {n} {mode}:\n{r.stdout}")
+        for name in ("compare.csv", "compare_medians.csv"):
+            check(os.path.getsize(os.path.join(out, name)) > 0, f"{name} missing")
+        with open(os.path.join(out, "compare.csv")) as f:
+            check(len(f.read().splitlines()) == 1 + 4, "compare.csv: want a header and 4 runs")
+        if shutil.which("gnuplot"):
+            with open(os.path.join(out, "compare.png"), "rb") as f:
+                check(f.read(8) == b"\x89PNG\r\n\x1a\n", "compare.png is not a PNG")
+
+
+CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", required=True)
+    p.add_argument("--loadgen")
+    p.add_argument("--mode", default="fiber", choices=["fiber", "thread"])
+    p.add_argument("case", choices=sorted(CASES))
+    ARGS = p.parse_args()
+    started = time.monotonic()
+    try:
+        CASES[ARGS.case]()
+    except CheckFailed as e:
+        print(f"FAIL {ARGS.case} ({ARGS.mode}): {e}", file=sys.stderr)
+        return 1
+    print(f"ok {ARGS.case} ({ARGS.mode}) in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
