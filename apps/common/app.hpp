@@ -3,6 +3,8 @@
 // raise the open-file limit.
 #pragma once
 
+#include <coop/net/serve.hpp>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/program_options.hpp>
@@ -42,8 +44,7 @@ inline po::variables_map parse(int argc, char** argv, const std::string& name, c
 }
 
 /// Prints the single "listening on HOST:PORT" line scripts wait for, flushed.
-template <class Endpoint>
-void announce_listening(const Endpoint& ep) {
+template <class Endpoint> void announce_listening(const Endpoint& ep) {
   auto a = ep.address();
   std::string host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
   std::cout << "listening on " << host << ":" << ep.port() << std::endl;
@@ -55,6 +56,25 @@ inline boost::asio::ip::address parse_address(const std::string& name, const std
   auto a = boost::asio::ip::make_address(host, ec);
   if (ec) usage_error(name, "--host: not an IP address: '" + host + "'");
   return a;
+}
+
+/// Checks a --port value (0..65535; 0 lets the kernel pick); exits 2 otherwise.
+inline unsigned short parse_port(const std::string& name, int port) {
+  if (port < 0 || port > 65535) usage_error(name, "--port must be 0..65535");
+  return static_cast<unsigned short>(port);
+}
+
+/// `coop::net::serve` options that report accept trouble on stderr as
+/// "NAME: accept: ...; backing off" and "NAME: accepting again".
+inline coop::net::serve_options log_accept_errors(const std::string& name) {
+  coop::net::serve_options options;
+  options.on_accept_error = [name](const boost::system::error_code& ec) {
+    if (ec)
+      std::cerr << name << ": accept: " << ec.message() << "; backing off" << std::endl;
+    else
+      std::cerr << name << ": accepting again" << std::endl;
+  };
+  return options;
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.

@@ -111,20 +111,9 @@ void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_
 void serve(coop::net::tcp_listener& listener, std::size_t queue, std::size_t max_line) {
   room everyone;
   coop::task_group sessions; // the connection fibers still running
-  for (;;) {
-    boost::system::error_code ec;
-    tcp_stream client = listener.accept(ec);
-    if (ec == coop::errc::cancelled) break;
-    if (ec) { // e.g. out of file descriptors: say so, back off, retry
-      std::cerr << "chat_server: accept: " << ec.message() << std::endl;
-      coop::sleep_for(100ms, ec);
-      if (ec) break;
-      continue;
-    }
-    sessions.spawn([&everyone, c = std::move(client), queue, max_line]() mutable {
-      chat(everyone, std::move(c), queue, max_line);
-    });
-  }
+  coop::net::serve(
+      listener, sessions, [&everyone, queue, max_line](tcp_stream c) { chat(everyone, std::move(c), queue, max_line); },
+      coop_app::log_accept_errors("chat_server"));
   sessions.cancel(); // the destructor waits until they have cleaned up
 }
 
@@ -140,14 +129,12 @@ int main(int argc, char** argv) {
       ("queue", po::value<int>()->default_value(64), "lines waiting per client before it is dropped as too slow") //
       ("max-line", po::value<int>()->default_value(4096), "longest line accepted, in bytes, newline included");
   auto vm = coop_app::parse(argc, argv, name, "Line chat: each line a client sends goes to all the others.", options);
-  const int port = vm["port"].as<int>();
-  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
+  const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const int queue = vm["queue"].as<int>();
   if (queue < 1 || queue > 1'000'000) coop_app::usage_error(name, "--queue must be 1..1000000");
   const int max_line = vm["max-line"].as<int>();
   if (max_line < 2 || max_line > (16 << 20)) coop_app::usage_error(name, "--max-line must be 2..16777216");
-  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
-                                       static_cast<unsigned short>(port));
+  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   coop_app::raise_open_file_limit();
 
   try {

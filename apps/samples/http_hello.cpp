@@ -105,19 +105,9 @@ void serve_http(tcp_stream stream) {
 
 /// Accepts connections until the fiber is cancelled, then stops every session.
 void serve(coop::net::tcp_listener& listener) {
-  coop::task_group sessions; // the connection fibers still running
-  for (;;) {
-    boost::system::error_code ec;
-    tcp_stream client = listener.accept(ec);
-    if (ec == coop::errc::cancelled) break;
-    if (ec) { // e.g. out of file descriptors: say so, back off, retry
-      std::cerr << "http_hello: accept: " << ec.message() << std::endl;
-      coop::sleep_for(100ms, ec);
-      if (ec) break;
-      continue;
-    }
-    sessions.spawn([c = std::move(client)]() mutable { serve_http(std::move(c)); });
-  }
+  coop::task_group sessions; // the connection fibers still running; its destructor stops them
+  coop::net::serve(
+      listener, sessions, [](tcp_stream c) { serve_http(std::move(c)); }, coop_app::log_accept_errors("http_hello"));
   sessions.cancel(); // the destructor waits until they have cleaned up
 }
 
@@ -177,12 +167,10 @@ int main(int argc, char** argv) {
       ("port", po::value<int>()->default_value(8080), "TCP port to listen on (0: any free port)") //
       ("threads", po::value<unsigned>()->default_value(1), "runtime threads, each with its own listener");
   auto vm = coop_app::parse(argc, argv, name, "HTTP/1.1 hello server on Boost.Beast and coop fibers.", options);
-  const int port = vm["port"].as<int>();
-  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
+  const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const unsigned threads = vm["threads"].as<unsigned>();
   if (threads < 1 || threads > 256) coop_app::usage_error(name, "--threads must be 1..256");
-  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
-                                       static_cast<unsigned short>(port));
+  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   coop_app::raise_open_file_limit();
 
   try {

@@ -100,18 +100,9 @@ void forward(tcp_stream client, const target& to) {
 /// Accepts clients until the fiber is cancelled, then stops every session.
 void serve(coop::net::tcp_listener& listener, const target& to) {
   coop::task_group sessions; // the connection fibers still running
-  for (;;) {
-    boost::system::error_code ec;
-    tcp_stream client = listener.accept(ec);
-    if (ec == coop::errc::cancelled) break;
-    if (ec) { // e.g. out of file descriptors: say so, back off, retry
-      std::cerr << "port_forwarder: accept: " << ec.message() << std::endl;
-      coop::sleep_for(100ms, ec);
-      if (ec) break;
-      continue;
-    }
-    sessions.spawn([c = std::move(client), &to]() mutable { forward(std::move(c), to); });
-  }
+  coop::net::serve(
+      listener, sessions, [&to](tcp_stream c) { forward(std::move(c), to); },
+      coop_app::log_accept_errors("port_forwarder"));
   sessions.cancel(); // the destructor waits until they have cleaned up
 }
 
@@ -126,10 +117,8 @@ int main(int argc, char** argv) {
       ("port", po::value<int>()->default_value(8000), "TCP port to listen on (0: any free port)") //
       ("to", po::value<std::string>()->required(), "HOST:PORT to forward every connection to");
   auto vm = coop_app::parse(argc, argv, name, "TCP port forwarder: relays each connection to --to.", options);
-  const int port = vm["port"].as<int>();
-  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
-  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
-                                       static_cast<unsigned short>(port));
+  const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
+  const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   const target to = parse_target(name, vm["to"].as<std::string>());
   coop_app::raise_open_file_limit(); // two sockets per client
 

@@ -49,10 +49,8 @@ int main(int argc, char** argv) {
       ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to bind to") //
       ("port", po::value<int>()->default_value(9000), "UDP port (0: any free port)");
   auto vm = coop_app::parse(argc, argv, name, "UDP echo server: returns every datagram to its sender.", options);
-  const int port = vm["port"].as<int>();
-  if (port < 0 || port > 65535) coop_app::usage_error(name, "--port must be 0..65535");
-  const udp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()),
-                            static_cast<unsigned short>(port));
+  const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
+  const udp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
 
   try {
     return coop::run([&] {

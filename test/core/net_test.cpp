@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <csignal>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -275,4 +276,81 @@ COOP_TEST_CASE(a_peer_process_that_is_killed_gives_eof_or_reset) {
   coop::timeout t(5s);
   conn.read_some(boost::asio::buffer(buf), ec);
   BOOST_TEST((ec == boost::asio::error::eof || ec == boost::asio::error::connection_reset));
+}
+
+COOP_TEST_CASE(serve_runs_a_handler_per_connection_until_cancelled) {
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+  coop::task_group connections;
+  int served = 0;
+  auto server = coop::spawn([&] {
+    coop::net::serve(l, connections, [&](coop::net::tcp_stream c) {
+      std::array<char, 1> b;
+      c.read_exact(boost::asio::buffer(b));
+      c.write_all(boost::asio::buffer(b));
+      ++served;
+    });
+    return true; // returns normally once cancelled
+  });
+  for (int i = 0; i < 5; ++i) {
+    auto s = coop::net::connect("127.0.0.1", port);
+    s.write_all(boost::asio::buffer("x", 1));
+    std::array<char, 1> b;
+    s.read_exact(boost::asio::buffer(b));
+  }
+  server.cancel();
+  BOOST_TEST(server.get());
+  connections.join();
+  BOOST_TEST(served == 5);
+}
+
+COOP_TEST_CASE(serve_backs_off_when_out_of_descriptors_and_recovers) {
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+  std::vector<coop::net::tcp_stream> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.push_back(coop::net::connect("127.0.0.1", port));
+
+  rlimit saved{};
+  ::getrlimit(RLIMIT_NOFILE, &saved);
+  int next_fd = ::dup(0);
+  ::close(next_fd);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(next_fd + 2); // room for two accepted sockets
+  ::setrlimit(RLIMIT_NOFILE, &tight);
+
+  std::vector<boost::system::error_code> reports;
+  coop::net::serve_options opts;
+  opts.on_accept_error = [&](const boost::system::error_code& ec) { reports.push_back(ec); };
+  coop::task_group connections;
+  int served = 0;
+  auto server = coop::spawn([&] {
+    coop::net::serve(
+        l, connections,
+        [&](coop::net::tcp_stream c) {
+          std::array<char, 8> b;
+          boost::system::error_code ec;
+          c.read_some(boost::asio::buffer(b), ec); // until the client closes
+          ++served;
+        },
+        opts);
+  });
+  coop::sleep_for(30ms); // two accepted, the third waits in the backlog
+  BOOST_TEST(connections.size() == 2u);
+  BOOST_TEST(reports.size() == 1u);
+  if (!reports.empty()) BOOST_TEST((reports[0] == boost::asio::error::no_descriptors));
+  clients[0].close(); // its handler ends, freeing a descriptor
+  for (int i = 0; i < 100 && served < 1; ++i)
+    coop::sleep_for(1ms);
+  for (int i = 0; i < 300 && reports.size() < 2; ++i)
+    coop::sleep_for(1ms);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  BOOST_TEST(reports.size() == 2u);
+  if (reports.size() == 2) BOOST_TEST(!reports[1]); // accepting again
+  BOOST_TEST(connections.size() == 2u);
+  server.cancel();
+  server.join();
+  clients.clear();
+  connections.join();
+  BOOST_TEST(served == 3);
 }

@@ -7,6 +7,7 @@
 #include <coop/io.hpp>
 #include <coop/net/connect.hpp>
 #include <coop/net/tcp_listener.hpp>
+#include <coop/net/serve.hpp>
 #include <coop/net/tcp_stream.hpp>
 #include <coop/run.hpp>
 #include <coop/select.hpp>

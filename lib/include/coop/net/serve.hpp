@@ -1,0 +1,49 @@
+// coop/net/serve.hpp — the accept loop every TCP server needs (gevent's StreamServer).
+#pragma once
+
+#include <coop/net/tcp_listener.hpp>
+#include <coop/task_group.hpp>
+
+#include <functional>
+#include <optional>
+#include <utility>
+
+namespace coop::net {
+
+/// How `serve` reports trouble with accepting.
+struct serve_options {
+  /// Called when accept fails for lack of resources (out of descriptors,
+  /// buffers, memory) or another error not tied to one connection: `serve`
+  /// then backs off (1 ms, doubling up to 100 ms) while the connections it
+  /// has keep running, and retries. Called once per episode, and once more
+  /// with a cleared error code when accepting works again.
+  std::function<void(const boost::system::error_code&)> on_accept_error;
+};
+
+namespace detail {
+/// The next connection, waiting out resource shortages; empty once the
+/// calling fiber is cancelled or timed out, or the listener closed.
+std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_options& options);
+} // namespace detail
+
+/// Accepts connections on `listener` and runs `handler(tcp_stream)` for each
+/// in a fiber of `connections`, until the calling fiber is cancelled (or its
+/// `coop::timeout` expires) or the listener is closed; then returns normally,
+/// leaving the connections running so the caller decides how to end them
+/// (`connections.join_for(drain)`, `cancel()`, or the group's destructor).
+/// A connection that fails while being accepted (reset, aborted) is skipped.
+/// `handler` is copied into each connection's fiber.
+///
+/// Example:
+/// @code
+///   coop::task_group connections;
+///   coop::net::serve(listener, connections, [](coop::net::tcp_stream c) { echo(c); });
+///   connections.join_for(5s);   // after serve returns: drain, then cancel the rest
+/// @endcode
+template <class Handler>
+void serve(tcp_listener& listener, task_group& connections, Handler handler, const serve_options& options = {}) {
+  while (auto stream = detail::accept_for_serve(listener, options))
+    connections.spawn([h = handler, c = std::move(*stream)]() mutable { h(std::move(c)); });
+}
+
+} // namespace coop::net

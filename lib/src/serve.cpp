@@ -1,0 +1,42 @@
+#include <coop/net/serve.hpp>
+#include <coop/this_fiber.hpp>
+
+#include <algorithm>
+#include <chrono>
+
+namespace coop::net::detail {
+namespace {
+
+bool ends_the_loop(const boost::system::error_code& ec) {
+  return ec == coop::errc::cancelled || ec == coop::errc::timed_out || ec == boost::asio::error::operation_aborted ||
+         ec == boost::asio::error::bad_descriptor;
+}
+
+bool only_this_connection(const boost::system::error_code& ec) {
+  return ec == boost::asio::error::connection_aborted || ec == boost::asio::error::connection_reset ||
+         ec == boost::system::errc::protocol_error;
+}
+
+} // namespace
+
+std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_options& options) {
+  std::chrono::milliseconds delay{0};
+  for (;;) {
+    boost::system::error_code ec;
+    tcp_stream stream = listener.accept(ec);
+    if (!ec) {
+      if (delay.count() != 0 && options.on_accept_error) options.on_accept_error({});
+      return stream;
+    }
+    if (ends_the_loop(ec)) return std::nullopt;
+    if (only_this_connection(ec)) continue;
+    // Out of descriptors, say: the connection waits in the kernel's backlog
+    // while this fiber pauses and the others run (and free descriptors).
+    if (delay.count() == 0 && options.on_accept_error) options.on_accept_error(ec);
+    delay = std::clamp(delay * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
+    coop::sleep_for(delay, ec);
+    if (ec) return std::nullopt;
+  }
+}
+
+} // namespace coop::net::detail
