@@ -3,14 +3,18 @@
 // raise the open-file limit.
 #pragma once
 
+#include <coop/io.hpp>
 #include <coop/net/serve.hpp>
+#include <coop/task.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <boost/program_options.hpp>
 
+#include <csignal>
 #include <iostream>
 #include <string>
+#include <utility>
 
 namespace coop_app {
 
@@ -75,6 +79,33 @@ inline coop::net::serve_options log_accept_errors(const std::string& name) {
       std::cerr << name << ": accepting again" << std::endl;
   };
   return options;
+}
+
+/// For a server's main fiber: runs `serve` in a fiber, prints the
+/// "listening on" line for `ep` once the SIGINT/SIGTERM handler is in place
+/// (so a signal sent right after that line gets the clean shutdown), waits for
+/// a signal, cancels `serve` (its blocking call fails with coop::cancelled),
+/// waits for it to finish, prints "stopped by signal N" and returns 0.
+template <class Endpoint, class Serve> int serve_until_signal(const Endpoint& ep, Serve&& serve) {
+  auto server = coop::spawn(std::forward<Serve>(serve));
+  // Spawned fibers first run when this one blocks: inside wait_for_signal.
+  coop::spawn([ep] { announce_listening(ep); }).detach();
+  int sig = coop::wait_for_signal({SIGINT, SIGTERM});
+  server.cancel();
+  server.get();
+  std::cout << "stopped by signal " << sig << std::endl;
+  return 0;
+}
+
+/// Runs `body` and returns its exit status; an exception that escapes it is
+/// printed as "NAME: what" and gives exit status 1.
+template <class Body> int guarded_main(const std::string& name, Body&& body) {
+  try {
+    return std::forward<Body>(body)();
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << std::endl;
+    return 1;
+  }
 }
 
 /// Raises the soft limit on open files to the hard limit; returns the new soft limit.

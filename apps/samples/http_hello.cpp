@@ -173,11 +173,8 @@ int main(int argc, char** argv) {
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   coop_app::raise_open_file_limit();
 
-  try {
+  return coop_app::guarded_main(name, [&] {
     coop::runtime rt(threads);
     return rt.spawn_on(0, [&] { return control(rt, where); }).get();
-  } catch (const std::exception& e) {
-    std::cerr << name << ": " << e.what() << std::endl;
-    return 1;
-  }
+  });
 }

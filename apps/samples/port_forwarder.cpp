@@ -122,21 +122,11 @@ int main(int argc, char** argv) {
   const target to = parse_target(name, vm["to"].as<std::string>());
   coop_app::raise_open_file_limit(); // two sockets per client
 
-  try {
+  return coop_app::guarded_main(name, [&] {
     return coop::run([&] {
       coop::net::tcp_listener listener(where);
-      auto server = coop::spawn([&] { serve(listener, to); });
-      // Spawned fibers run once this one blocks, i.e. after the signal handler
-      // is installed: a SIGTERM sent right after "listening on" is handled.
-      coop::spawn([ep = listener.local_endpoint()] { coop_app::announce_listening(ep); }).detach();
-      int sig = coop::wait_for_signal({SIGINT, SIGTERM});
-      server.cancel(); // accept fails with coop::cancelled; serve() then stops the sessions
-      server.get();
-      std::cout << "stopped by signal " << sig << std::endl;
-      return 0;
+      // On a signal, accept fails with coop::cancelled; serve() then stops the sessions.
+      return coop_app::serve_until_signal(listener.local_endpoint(), [&] { serve(listener, to); });
     });
-  } catch (const std::exception& e) {
-    std::cerr << name << ": " << e.what() << std::endl;
-    return 1;
-  }
+  });
 }

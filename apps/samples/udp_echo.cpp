@@ -52,22 +52,11 @@ int main(int argc, char** argv) {
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const udp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
 
-  try {
+  return coop_app::guarded_main(name, [&] {
     return coop::run([&] {
       udp::socket socket(coop::this_thread_io(), where); // binds; throws if the port is taken
-      auto server = coop::spawn([&] { echo(socket); });
-      // Spawned fibers run once this one blocks, i.e. after the signal handler
-      // below is installed: a script that sends SIGTERM as soon as it reads
-      // "listening on" always gets the clean shutdown.
-      coop::spawn([ep = socket.local_endpoint()] { coop_app::announce_listening(ep); }).detach();
-      int sig = coop::wait_for_signal({SIGINT, SIGTERM});
-      server.cancel(); // its pending receive fails with coop::cancelled
-      server.get();
-      std::cout << "stopped by signal " << sig << std::endl;
-      return 0;
+      // On a signal, the pending receive fails with coop::cancelled.
+      return coop_app::serve_until_signal(socket.local_endpoint(), [&] { echo(socket); });
     });
-  } catch (const std::exception& e) {
-    std::cerr << name << ": " << e.what() << std::endl;
-    return 1;
-  }
+  });
 }
