@@ -128,6 +128,15 @@ COOP_TEST_CASE(error_code_forms_report_instead_of_throwing) {
     l.accept(ec);
   }
   BOOST_TEST((ec == coop::errc::timed_out));
+  coop::channel<int> full(0);
+  {
+    coop::timeout t(5ms);
+    int item = 1;
+    BOOST_TEST((full.push(std::move(item), ec) == coop::channel_status::timeout));
+    BOOST_TEST((ec == coop::errc::timed_out));
+    BOOST_TEST(!full.pop(ec));
+    BOOST_TEST((ec == coop::errc::timed_out));
+  }
   auto t = coop::spawn([&] {
     boost::system::error_code e;
     coop::sleep_for(10s, e);

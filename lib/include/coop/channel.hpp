@@ -60,6 +60,12 @@ public:
     T copy(item);
     return push(std::move(copy));
   }
+  /// Like push, reporting interruption in `ec` (status `timeout`) instead of throwing.
+  channel_status push(T&& item, boost::system::error_code& ec) {
+    auto r = push_impl(item, true);
+    ec = r.ec;
+    return r.status;
+  }
   /// Pushes only if it can do so at once: `success`, `full` or `closed`.
   channel_status try_push(T&& item) { return checked(push_impl(item, false)); }
   channel_status try_push(const T& item) {
