@@ -188,8 +188,9 @@ void accept_loop(coop::net::tcp_listener& listener, const std::atomic<bool>& sto
 int run_thread_server(const server_config& config) {
   server_stats stats;
   // Deliberately never deleted: detached connection threads use it up to
-  // their last instruction, possibly after main() has returned.
-  auto* connections = new registry;
+  // their last instruction, possibly after main() has returned. Kept in a
+  // static so it stays reachable (leak checkers see it is not lost).
+  static registry* const connections = new registry;
 
   std::optional<coop::net::tcp_listener> listener;
   try {

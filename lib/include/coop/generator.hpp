@@ -4,8 +4,7 @@
 
 #include <coop/detail/generator_state.hpp>
 
-#include <boost/context/detail/exception.hpp>
-#include <boost/context/fiber.hpp>
+#include <boost/context/fiber.hpp> // forced_unwind, for either Boost.Context backend
 #include <boost/context/fixedsize_stack.hpp>
 
 #include <concepts>
@@ -326,8 +325,8 @@ public:
     if (st == nullptr || st->status_ == status::done) return;
     if (st->status_ == status::running) throw_running();
     if (st->status_ == status::fresh) {
-      st->body_ = {}; // never entered: nothing of the body's runs
       st->status_ = status::done;
+      st->body_ = {}; // never entered: nothing of the body's runs
       return;
     }
     st->exit_requested_ = true;
@@ -367,6 +366,9 @@ public:
 
 private:
   template <class Fn> static boost::context::fiber run_body(state* st, Fn& fn, boost::context::fiber&& caller) {
+    // Boost.Context's ucontext backend enters a never-started fiber to unwind
+    // it when it is destroyed (fcontext does not): the body must not run then.
+    if (st->status_ != status::running) return std::move(caller);
     st->caller_ = std::move(caller);
     try {
       yielder co(st);

@@ -4,8 +4,7 @@
 
 #include <coop/detail/greenlet_record.hpp>
 
-#include <boost/context/detail/exception.hpp>
-#include <boost/context/fiber.hpp>
+#include <boost/context/fiber.hpp> // forced_unwind, for either Boost.Context backend
 #include <boost/context/fixedsize_stack.hpp>
 
 #include <concepts>
@@ -216,6 +215,7 @@ public:
 
 private:
   template <class Fn> static boost::context::fiber run(record* r, Fn& fn, boost::context::fiber&& from) {
+    if (r->discard_) return std::move(from); // destroyed before it ever ran
     detail::greenlet_thread& t = detail::greenlet_this_thread();
     detail::greenlet_arrive(t, std::move(from));
     value_slot result;

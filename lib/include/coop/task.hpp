@@ -5,7 +5,7 @@
 #include <coop/detail/worker.hpp>
 #include <coop/error.hpp>
 
-#include <boost/context/detail/exception.hpp>
+#include <boost/context/fiber.hpp> // forced_unwind, for either Boost.Context backend
 #include <boost/fiber/fiber.hpp>
 
 #include <exception>

@@ -42,6 +42,7 @@ struct greenlet_record {
   const void* inbox_type_ = nullptr;  ///< &greenlet_type_tag<T> of that inbox
   std::size_t refs_ = 1;
   greenlet_status status_ = greenlet_status::fresh;
+  bool discard_ = false; ///< unwound before it ever ran: its function must not start
   bool is_root_ = false;
 };
 
@@ -70,6 +71,9 @@ inline void greenlet_release(greenlet_thread& t, greenlet_record* r) noexcept;
 /// (every destructor on it runs) and marks it dead.
 inline void greenlet_unwind(greenlet_thread& t, greenlet_record* r) noexcept {
   greenlet_record* self = t.current_;
+  // Boost.Context's ucontext backend enters a never-started fiber to unwind
+  // it (fcontext does not): tell the entry function not to run the body.
+  if (r->status_ == greenlet_status::fresh) r->discard_ = true;
   t.current_ = r;
   r->status_ = greenlet_status::running;
   r->ctx_ = {}; // ~fiber throws forced_unwind on r's stack, which comes back here
