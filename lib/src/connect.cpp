@@ -1,12 +1,35 @@
 #include <coop/net/connect.hpp>
 
+#include <coop/channel.hpp>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/address.hpp>
 
+#include <memory>
 #include <string>
+#include <utility>
 
 namespace coop::net {
 namespace {
+
+/// Asio's resolver runs getaddrinfo on a thread of its own and cannot abort
+/// it. So the result travels through a channel that the completion handler
+/// shares: a timeout or cancellation ends the wait at once, and a late result
+/// lands in the channel and is dropped with it.
+tcp::resolver::results_type resolve_interruptibly(const tcp::socket::executor_type& ex, std::string_view host,
+                                                  std::uint16_t port, boost::system::error_code& ec) {
+  using outcome = std::pair<boost::system::error_code, tcp::resolver::results_type>;
+  auto result = std::make_shared<coop::channel<outcome>>(1);
+  auto resolver = std::make_shared<tcp::resolver>(ex);
+  resolver->async_resolve(std::string(host), std::to_string(port),
+                          [result, resolver](const boost::system::error_code& e, tcp::resolver::results_type r) {
+                            result->try_push(outcome{e, std::move(r)});
+                          });
+  auto got = result->pop(ec);
+  if (ec) return {};
+  ec = got->first;
+  return std::move(got->second);
+}
 
 tcp_stream finish(tcp::socket s, boost::system::error_code& ec) {
   if (!ec) {
@@ -36,12 +59,12 @@ tcp_stream connect(std::string_view host, std::uint16_t port, boost::system::err
 
   tcp::socket s(detail::io_for_new_object("coop::net::connect"));
   detail::io_mode mode = detail::mode_for(s.get_executor(), "coop::net::connect");
-  tcp::resolver resolver(s.get_executor());
   tcp::resolver::results_type results;
   if (mode.fiber) {
-    results = resolver.async_resolve(std::string(host), std::to_string(port), coop::yield[ec]);
+    results = resolve_interruptibly(s.get_executor(), host, port, ec);
     if (!ec) boost::asio::async_connect(s, results, coop::yield[ec]);
   } else {
+    tcp::resolver resolver(s.get_executor());
     results = resolver.resolve(std::string(host), std::to_string(port), ec);
     if (!ec) boost::asio::connect(s, results, ec);
   }

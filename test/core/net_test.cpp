@@ -3,6 +3,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstdlib>
 #include <numeric>
 #include <thread>
 #include <vector>
@@ -81,6 +82,19 @@ COOP_TEST_CASE(connect_by_name_resolves_off_thread) {
   std::size_t n = s.read_until(buf, "\n");
   BOOST_TEST(buf.substr(0, n) == "ping\n");
   server.cancel();
+}
+
+COOP_TEST_CASE(connect_is_interruptible_while_the_name_resolves) {
+  // ctest preloads a getaddrinfo that takes 3 s for this name (slow_resolver.cpp).
+  if (!std::getenv("COOP_SLOW_RESOLVER")) return;
+  {
+    coop::timeout t(50ms);
+    BOOST_CHECK_THROW(coop::net::connect("slow.coop.test", 80), coop::timeout_error);
+  }
+  auto t = coop::spawn([] { coop::net::connect("slow.coop.test", 80); });
+  coop::sleep_for(20ms); // now waiting for the resolver
+  t.cancel();
+  BOOST_CHECK_THROW(t.get(), coop::cancelled);
 }
 
 COOP_TEST_CASE(read_until_keeps_the_bytes_after_the_delimiter) {

@@ -10,7 +10,9 @@ namespace coop::net {
 
 /// Connects to `host:port`, trying each address the name resolves to.
 /// Name resolution runs off the runtime thread (Asio's resolver thread), so
-/// it never blocks other fibers; a numeric address skips it. The stream has
+/// it never blocks other fibers, and a timeout or cancellation ends the wait
+/// at once even though getaddrinfo itself cannot be aborted (its late result
+/// is dropped). A numeric address skips it. The stream has
 /// TCP_NODELAY set. Throws `boost::system::system_error` (connection
 /// refused, host not found...), `timeout_error`, `cancelled`.
 tcp_stream connect(std::string_view host, std::uint16_t port);
