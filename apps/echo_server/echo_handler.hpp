@@ -19,9 +19,8 @@ namespace echo {
 /// Settings of one connection handler.
 struct handler_options {
   /// A read or write that waits longer than this ends the connection; 0 means
-  /// never. Enforced with `coop::timeout`, which works in fibers only: a
-  /// blocking_scope ignores coop's timeouts, so thread mode passes 0 here and
-  /// enforces idleness from outside (see thread_server.cpp).
+  /// never. Enforced with `coop::timeout` in both modes (in a blocking_scope
+  /// the stream then waits in poll() with the deadline).
   std::chrono::milliseconds idle_timeout{0};
 };
 

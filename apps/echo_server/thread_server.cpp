@@ -8,7 +8,6 @@
 #include <coop/coop.hpp>
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -27,8 +26,8 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-/// The connections being served, so that the idle watchdog and the drain can
-/// reach their sockets from another thread.
+/// The connections being served, so that the drain can reach their sockets
+/// from another thread.
 ///
 /// Thread-safety: all members lock. A socket is closed only under the lock
 /// (`close`), so `shutdown` never hits a descriptor number reused by a newer
@@ -40,7 +39,7 @@ public:
     std::lock_guard lock(mutex_);
     ++threads_;
     std::uint64_t id = next_id_++;
-    sockets_.emplace(id, entry{fd, false});
+    sockets_.emplace(id, fd);
     return id;
   }
 
@@ -68,36 +67,15 @@ public:
   /// blocked writes fail, and each handler returns. Returns how many.
   std::size_t shutdown_all() {
     std::lock_guard lock(mutex_);
-    for (auto& [id, e] : sockets_)
-      ::shutdown(e.fd, SHUT_RDWR);
+    for (auto& [id, fd] : sockets_)
+      ::shutdown(fd, SHUT_RDWR);
     return sockets_.size();
   }
 
-  /// Shuts down the sockets on which no data moved either way for `idle`
-  /// (the kernel's per-socket TCP_INFO keeps those times).
-  void shutdown_idle(std::chrono::milliseconds idle) {
-    std::lock_guard lock(mutex_);
-    for (auto& [id, e] : sockets_) {
-      if (e.shut) continue;
-      tcp_info info{};
-      socklen_t len = sizeof info;
-      if (::getsockopt(e.fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) continue;
-      std::uint32_t quiet_ms = std::min(info.tcpi_last_data_recv, info.tcpi_last_data_sent);
-      if (quiet_ms >= idle.count()) {
-        ::shutdown(e.fd, SHUT_RDWR);
-        e.shut = true;
-      }
-    }
-  }
-
 private:
-  struct entry {
-    int fd;
-    bool shut;
-  };
   std::mutex mutex_;
   std::condition_variable all_done_;
-  std::unordered_map<std::uint64_t, entry> sockets_;
+  std::unordered_map<std::uint64_t, int> sockets_; ///< id -> descriptor
   std::uint64_t next_id_ = 0;
   std::size_t threads_ = 0;
 };
@@ -108,6 +86,7 @@ struct connection_start {
   std::uint64_t id;
   registry* connections;
   server_stats* stats;
+  handler_options options;
 };
 
 void* connection_main(void* arg) {
@@ -116,8 +95,8 @@ void* connection_main(void* arg) {
   server_stats& stats = *start->stats;
   try {
     coop::blocking_scope blocking;
-    echo_connection(start->stream);   // idle timeout: enforced by the watchdog
-  } catch (const std::exception& e) { // must not escape a thread: that would terminate the server
+    echo_connection(start->stream, start->options); // the same handler as in fiber mode
+  } catch (const std::exception& e) {               // must not escape a thread: that would terminate the server
     log(std::string("connection handler failed: ") + e.what());
   }
   connections.close(start->id, start->stream);
@@ -167,7 +146,8 @@ void accept_loop(coop::net::tcp_listener& listener, const std::atomic<bool>& sto
     }
     if (!stats.try_admit(config.max_connections)) continue; // `stream` closes here: full
     int fd = stream.socket().native_handle();
-    auto* start = new connection_start{std::move(stream), 0, &connections, &stats};
+    auto* start =
+        new connection_start{std::move(stream), 0, &connections, &stats, handler_options{config.idle_timeout}};
     start->id = connections.add(fd);
     pthread_t thread;
     if (int rc = ::pthread_create(&thread, attributes.get(), connection_main, start); rc != 0) {
@@ -204,31 +184,13 @@ int run_thread_server(const server_config& config) {
   std::atomic<bool> stopping{false};
   std::thread acceptor([&] { accept_loop(*listener, stopping, config, *connections, stats); });
 
-  // coop's timeouts do not apply in a blocking_scope, and Asio's blocking
-  // reads retry after SO_RCVTIMEO fires, so idle connections are found from
-  // outside: a watchdog thread asks the kernel when data last moved.
-  std::mutex watchdog_mutex;
-  std::condition_variable watchdog_wake;
-  std::thread watchdog;
-  if (config.idle_timeout.count() > 0)
-    watchdog = std::thread([&] {
-      auto period = std::clamp(config.idle_timeout / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(500));
-      std::unique_lock lock(watchdog_mutex);
-      while (!watchdog_wake.wait_for(lock, period, [&] { return stopping.load(); }))
-        connections->shutdown_idle(config.idle_timeout);
-    });
-
   coop_app::announce_listening(listener->local_endpoint());
 
   int sig = wait_for_stop_signal();
   auto deadline = clock::now() + config.drain_timeout;
   log(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + ": stopped accepting; draining " +
       std::to_string(stats.live.load()) + " connections");
-  {
-    std::lock_guard lock(watchdog_mutex);
-    stopping = true;
-  }
-  watchdog_wake.notify_all();
+  stopping = true;
   // A thread blocked in accept() is not woken by close(); shutdown() wakes it.
   ::shutdown(listener->acceptor().native_handle(), SHUT_RDWR);
   acceptor.join();
@@ -238,7 +200,6 @@ int run_thread_server(const server_config& config) {
     stats.cut_off.fetch_add(connections->shutdown_all());
     connections->wait_all_done(clock::now() + std::chrono::seconds(10));
   }
-  if (watchdog.joinable()) watchdog.join();
   log("stopped: " + std::to_string(stats.accepted.load()) + " connections served, " +
       std::to_string(stats.rejected.load()) + " refused, " + std::to_string(stats.cut_off.load()) +
       " closed at the drain deadline");

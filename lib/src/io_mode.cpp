@@ -5,6 +5,10 @@
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
 
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <string>
 
 namespace coop {
@@ -21,6 +25,41 @@ thread_local int blocking_depth = 0;
 
 bool in_blocking_scope() noexcept {
   return blocking_depth > 0;
+}
+
+timeout_node*& blocking_timeouts() noexcept {
+  thread_local timeout_node* head = nullptr;
+  return head;
+}
+
+std::optional<std::chrono::steady_clock::time_point> blocking_deadline() noexcept {
+  std::optional<std::chrono::steady_clock::time_point> earliest;
+  for (timeout_node* t = blocking_timeouts(); t; t = t->outer)
+    if (!t->disarmed && (!earliest || t->deadline < *earliest)) earliest = t->deadline;
+  return earliest;
+}
+
+bool wait_ready(int fd, bool for_write, boost::system::error_code& ec) {
+  for (;;) {
+    auto deadline = blocking_deadline();
+    auto now = std::chrono::steady_clock::now();
+    if (deadline && now >= *deadline) {
+      ec = make_error_code(errc::timed_out);
+      return false;
+    }
+    int ms = -1;
+    if (deadline) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count();
+      ms = static_cast<int>(std::min<long long>(left, 1 << 30));
+    }
+    pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
+    int r = ::poll(&p, 1, ms);
+    if (r > 0) return true; // ready, or an error the next system call reports
+    if (r < 0 && errno != EINTR) {
+      ec.assign(errno, boost::system::system_category());
+      return false;
+    }
+  }
 }
 
 io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {

@@ -15,9 +15,17 @@ bool tcp_stream::begin(const char* what, boost::system::error_code& ec) {
     }
     return true;
   }
-  if (non_blocking_) {
-    socket_.non_blocking(false, ec);
-    non_blocking_ = false;
+  // Blocking mode. Under a coop::timeout the socket is non-blocking and each
+  // call waits in poll() with the deadline; otherwise the kernel call blocks.
+  auto deadline = detail::blocking_deadline();
+  if (deadline && std::chrono::steady_clock::now() >= *deadline) {
+    ec = make_error_code(errc::timed_out);
+    return false;
+  }
+  deadline_ = deadline.has_value();
+  if (non_blocking_ != deadline_) {
+    socket_.non_blocking(deadline_, ec);
+    non_blocking_ = deadline_ && !ec;
   }
   return false;
 }
@@ -27,7 +35,7 @@ std::size_t tcp_stream::read_until(std::string& buffer, std::string_view delim, 
   auto dyn = boost::asio::dynamic_buffer(buffer, max_size);
   if (begin("coop::net::tcp_stream::read_until", ec))
     return ec ? 0 : boost::asio::async_read_until(socket_, dyn, delim, coop::yield[ec]);
-  return ec ? 0 : boost::asio::read_until(socket_, dyn, delim, ec);
+  return ec ? 0 : boost::asio::read_until(*this, dyn, delim, ec);
 }
 
 std::size_t tcp_stream::write_rest(const std::vector<boost::asio::const_buffer>& rest, boost::system::error_code& ec) {

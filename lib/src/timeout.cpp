@@ -1,13 +1,28 @@
+#include <coop/detail/io_mode.hpp>
 #include <coop/detail/worker.hpp>
 #include <coop/timeout.hpp>
 
 namespace coop {
 
+namespace {
+/// A fiber's state, or nullptr in a blocking scope; usage_error elsewhere.
+detail::fiber_state* timeout_owner() {
+  if (auto* fs = detail::current_fiber_state()) return fs;
+  if (detail::in_blocking_scope()) return nullptr;
+  return &detail::require_fiber("coop::timeout");
+}
+} // namespace
+
 timeout::timeout(std::chrono::steady_clock::time_point deadline)
-    : fs_(&detail::require_fiber("coop::timeout")), link_(std::make_shared<link>(link{this})),
-      timer_(fs_->owner->io, deadline) {
-  node_.outer = fs_->timeouts;
+    : fs_(timeout_owner()), link_(std::make_shared<link>(link{this})),
+      timer_(fs_ ? fs_->owner->io : detail::io_for_new_object("coop::timeout"), deadline) {
   node_.deadline = deadline;
+  if (!fs_) { // a plain thread in a blocking scope: the stream's waits look at the deadline
+    node_.outer = detail::blocking_timeouts();
+    detail::blocking_timeouts() = &node_;
+    return;
+  }
+  node_.outer = fs_->timeouts;
   node_.shield_depth = fs_->shield_depth;
   fs_->timeouts = &node_;
   timer_.async_wait([l = link_](const boost::system::error_code& ec) {
@@ -20,8 +35,8 @@ timeout::timeout(std::chrono::steady_clock::time_point deadline)
 
 timeout::~timeout() {
   link_->self = nullptr;
-  // Scopes are strictly nested on one fiber, so we are the innermost one.
-  fs_->timeouts = node_.outer;
+  // Scopes are strictly nested on one fiber (or thread), so we are the innermost one.
+  (fs_ ? fs_->timeouts : detail::blocking_timeouts()) = node_.outer;
 }
 
 void timeout::cancel() noexcept {

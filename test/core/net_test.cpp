@@ -368,3 +368,45 @@ COOP_TEST_CASE(serve_backs_off_when_out_of_descriptors_and_recovers) {
   connections.join();
   BOOST_TEST(served == 3);
 }
+
+BOOST_AUTO_TEST_CASE(a_timeout_bounds_blocking_calls_on_a_plain_thread) {
+  coop::blocking_scope blocking;
+  coop::net::tcp_listener l(test_support::loopback());
+  auto client = coop::net::connect(l.local_endpoint());
+  auto server = l.accept(); // the peer: never reads or writes unless told
+  std::array<char, 16> buf;
+  std::string line;
+  {
+    coop::timeout t(30ms);
+    BOOST_CHECK_THROW(client.read_some(boost::asio::buffer(buf)), coop::timeout_error);
+  }
+  server.write_all(boost::asio::buffer("par", 3)); // part of what read_exact and read_until want
+  {
+    coop::timeout t(30ms);
+    BOOST_CHECK_THROW(client.read_exact(boost::asio::buffer(buf)), coop::timeout_error);
+  }
+  {
+    coop::timeout t(30ms);
+    BOOST_CHECK_THROW(client.read_until(line, "\n"), coop::timeout_error);
+  }
+  {
+    std::string big(64 << 20, 'x'); // more than the socket buffers hold
+    coop::timeout t(50ms);
+    boost::system::error_code ec;
+    client.write_all(boost::asio::buffer(big), ec);
+    BOOST_TEST((ec == coop::errc::timed_out));
+  }
+  // Without a timeout the same stream blocks in the kernel again, and works.
+  auto fresh = coop::net::connect(l.local_endpoint());
+  auto peer = l.accept();
+  peer.write_all(boost::asio::buffer("ok", 2));
+  std::array<char, 2> ok;
+  fresh.read_exact(boost::asio::buffer(ok));
+  BOOST_TEST(std::string(ok.data(), 2) == "ok");
+  {
+    coop::timeout generous(5s); // a deadline that does not expire changes nothing
+    peer.write_all(boost::asio::buffer("hi", 2));
+    fresh.read_exact(boost::asio::buffer(ok));
+  }
+  BOOST_TEST(std::string(ok.data(), 2) == "hi");
+}

@@ -6,9 +6,10 @@ namespace coop {
 /// While it lives on a plain OS thread (not a runtime thread), coop's socket
 /// types block that thread in the kernel instead of yielding a fiber. This is
 /// how one connection handler, written once against `coop::net::tcp_stream`,
-/// runs either in a fiber or on a thread of its own. Timeouts and
-/// cancellation do not apply in this mode. Throws `usage_error` on a runtime
-/// thread.
+/// runs either in a fiber or on a thread of its own. A `coop::timeout` on
+/// the thread bounds the stream's reads and writes (they then wait in poll()
+/// with the deadline); cancellation does not apply (there is no task).
+/// Throws `usage_error` on a runtime thread.
 class blocking_scope {
 public:
   blocking_scope();

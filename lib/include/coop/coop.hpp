@@ -6,12 +6,12 @@
 #include <coop/error.hpp>
 #include <coop/io.hpp>
 #include <coop/net/connect.hpp>
-#include <coop/net/tcp_listener.hpp>
 #include <coop/net/serve.hpp>
+#include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
 #include <coop/run.hpp>
-#include <coop/select.hpp>
 #include <coop/runtime.hpp>
+#include <coop/select.hpp>
 #include <coop/task.hpp>
 #include <coop/task_group.hpp>
 #include <coop/this_fiber.hpp>

@@ -17,6 +17,9 @@ namespace coop {
 /// are not interrupted; the next blocking one is. Scopes nest; the earliest
 /// deadline wins.
 ///
+/// On a plain thread inside a `coop::blocking_scope` it bounds the blocking
+/// reads and writes of `coop::net::tcp_stream` the same way.
+///
 /// Thread-safety: create, use and destroy it on one fiber, as a local object.
 ///
 /// Example:

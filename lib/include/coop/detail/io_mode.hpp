@@ -6,6 +6,9 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
+#include <optional>
+
 namespace coop::detail {
 
 /// A fiber of the object's own runtime thread (yield), or a plain thread
@@ -23,5 +26,16 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what);
 boost::asio::io_context& io_for_new_object(const char* what);
 
 bool in_blocking_scope() noexcept;
+
+/// The `coop::timeout` scopes of a plain thread inside a `blocking_scope`
+/// (innermost first); they bound the stream's blocking reads and writes.
+timeout_node*& blocking_timeouts() noexcept;
+
+/// The earliest deadline of the calling plain thread's timeout scopes, if any.
+std::optional<std::chrono::steady_clock::time_point> blocking_deadline() noexcept;
+
+/// Blocking mode under a deadline: waits until `fd` is readable (or writable)
+/// or the deadline passes (then `ec` = errc::timed_out). False on error.
+bool wait_ready(int fd, bool for_write, boost::system::error_code& ec);
 
 } // namespace coop::detail

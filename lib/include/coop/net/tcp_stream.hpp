@@ -23,7 +23,8 @@ using tcp = boost::asio::ip::tcp;
 
 /// A connected TCP stream with blocking-style calls. In a fiber they suspend
 /// only that fiber while the socket is not ready; on a plain thread inside a
-/// `coop::blocking_scope` they block the thread. Every call comes as a pair:
+/// `coop::blocking_scope` they block the thread (a `coop::timeout` on that
+/// thread still bounds them). Every call comes as a pair:
 /// one throws `boost::system::system_error` (`coop::timeout_error`,
 /// `coop::cancelled` when interrupted), one reports into an `error_code&`.
 /// End of stream is `boost::asio::error::eof`.
@@ -43,7 +44,13 @@ public:
   /// Reads at least one byte (unless `buffers` is empty); returns the count.
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
     if (begin("coop::net::tcp_stream::read_some", ec)) return socket_.async_read_some(buffers, coop::yield[ec]);
-    return ec ? 0 : socket_.read_some(buffers, ec);
+    if (ec) return 0;
+    if (!deadline_) return socket_.read_some(buffers, ec);
+    for (;;) { // blocking mode under a coop::timeout: wait with the deadline, then read
+      if (!detail::wait_ready(socket_.native_handle(), false, ec)) return 0;
+      std::size_t n = socket_.read_some(buffers, ec);
+      if (ec != boost::asio::error::would_block) return n;
+    }
   }
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers) {
     boost::system::error_code ec;
@@ -56,7 +63,7 @@ public:
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
     if (begin("coop::net::tcp_stream::read_exact", ec))
       return boost::asio::async_read(socket_, buffers, coop::yield[ec]);
-    return ec ? 0 : boost::asio::read(socket_, buffers, ec);
+    return ec ? 0 : boost::asio::read(*this, buffers, ec);
   }
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers) {
     boost::system::error_code ec;
@@ -87,7 +94,13 @@ public:
       if (ec != boost::asio::error::would_block) return n;
       return socket_.async_write_some(buffers, coop::yield[ec]);
     }
-    return ec ? 0 : socket_.write_some(buffers, ec);
+    if (ec) return 0;
+    if (!deadline_) return socket_.write_some(buffers, ec);
+    for (;;) { // blocking mode under a coop::timeout: write what fits, wait with the deadline
+      std::size_t n = socket_.write_some(buffers, ec);
+      if (ec != boost::asio::error::would_block) return n;
+      if (!detail::wait_ready(socket_.native_handle(), true, ec)) return 0;
+    }
   }
   template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers) {
     boost::system::error_code ec;
@@ -99,7 +112,7 @@ public:
   /// Writes all of `buffers`. In a fiber, it first writes directly (no
   /// scheduler round trip when the socket has room) and waits only for the rest.
   template <class ConstBuffers> std::size_t write_all(const ConstBuffers& buffers, boost::system::error_code& ec) {
-    if (!begin("coop::net::tcp_stream::write_all", ec)) return ec ? 0 : boost::asio::write(socket_, buffers, ec);
+    if (!begin("coop::net::tcp_stream::write_all", ec)) return ec ? 0 : boost::asio::write(*this, buffers, ec);
     if (ec) return 0;
     std::size_t total = boost::asio::buffer_size(buffers);
     std::size_t n = socket_.write_some(buffers, ec);
@@ -167,7 +180,8 @@ private:
   std::size_t write_rest(const std::vector<boost::asio::const_buffer>& rest, boost::system::error_code& ec);
 
   tcp::socket socket_;
-  bool non_blocking_ = false; ///< user-level non-blocking mode is on (fiber use)
+  bool non_blocking_ = false; ///< user-level non-blocking mode is on (fiber use, or a deadline)
+  bool deadline_ = false;     ///< blocking mode: a coop::timeout bounds this call
 };
 
 } // namespace coop::net
