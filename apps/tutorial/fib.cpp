@@ -28,5 +28,6 @@ coop::generator<long> fib(int max) {
 }
 
 int main() {
-  for (long x : fib(6)) std::cout << x << '\n';
+  for (long x : fib(6))
+    std::cout << x << '\n';
 }

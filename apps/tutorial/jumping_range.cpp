@@ -37,5 +37,6 @@ int main() {
   std::cout << *iterator.send(2) << '\n';
   std::cout << *iterator.next() << '\n';
   std::cout << *iterator.send(-1) << '\n';
-  for (int x : iterator) std::cout << x << '\n';
+  for (int x : iterator)
+    std::cout << x << '\n';
 }

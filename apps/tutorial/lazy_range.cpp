@@ -42,6 +42,8 @@ coop::generator<int> lazy_range_refactored(int up_to) {
 }
 
 int main() {
-  for (int i : lazy_range(5)) std::cout << i << '\n';
-  for (int i : lazy_range_refactored(5)) std::cout << i << '\n';
+  for (int i : lazy_range(5))
+    std::cout << i << '\n';
+  for (int i : lazy_range_refactored(5))
+    std::cout << i << '\n';
 }

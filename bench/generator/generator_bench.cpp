@@ -51,10 +51,12 @@ using clock_type = std::chrono::steady_clock;
 
 [[gnu::noinline]] long generator_loop(long iterations) {
   coop::generator<long> g([](auto& co) {
-    for (long i = 0;; ++i) co.yield(i);
+    for (long i = 0;; ++i)
+      co.yield(i);
   });
   long sum = 0;
-  for (long i = 0; i < iterations; ++i) sum += *g.next();
+  for (long i = 0; i < iterations; ++i)
+    sum += *g.next();
   return sum;
 }
 

@@ -27,20 +27,23 @@ struct guard {
 
 coop::generator<int> lazy_range(int up_to) {
   return coop::generator<int>([up_to](auto& co) {
-    for (int index = 0; index < up_to; ++index) co.yield(index);
+    for (int index = 0; index < up_to; ++index)
+      co.yield(index);
   });
 }
 
 coop::generator<int, int> jumping_range(int up_to) {
   return coop::generator<int, int>([up_to](auto& co) {
     int index = 0;
-    while (index < up_to) index += co.yield(index).value_or(1);
+    while (index < up_to)
+      index += co.yield(index).value_or(1);
   });
 }
 
 std::vector<int> drain(coop::generator<int>& g) {
   std::vector<int> out;
-  for (int v : g) out.push_back(v);
+  for (int v : g)
+    out.push_back(v);
   return out;
 }
 
@@ -90,7 +93,8 @@ BOOST_AUTO_TEST_CASE(works_with_standard_ranges) {
   static_assert(std::ranges::input_range<coop::generator<int>>);
   auto g = lazy_range(100);
   std::vector<int> out;
-  for (int v : g | std::views::filter([](int v) { return v % 2 == 1; }) | std::views::take(3)) out.push_back(v);
+  for (int v : g | std::views::filter([](int v) { return v % 2 == 1; }) | std::views::take(3))
+    out.push_back(v);
   BOOST_TEST(out == (std::vector<int>{1, 3, 5}), boost::test_tools::per_element());
 }
 
@@ -102,7 +106,8 @@ BOOST_AUTO_TEST_CASE(move_only_values) {
   });
   BOOST_TEST(**g.next() == 1);
   int sum = 0;
-  for (auto& p : g) sum += *p;
+  for (auto& p : g)
+    sum += *p;
   BOOST_TEST(sum == 2);
 }
 
@@ -135,7 +140,8 @@ BOOST_AUTO_TEST_CASE(generators_nest_inside_bodies) {
   });
   consumer.next();
   coop::generator<bool> producer([&](auto& co) {
-    for (int n = 5; n > 0; --n) co.yield(consumer.send(n).value());
+    for (int n = 5; n > 0; --n)
+      co.yield(consumer.send(n).value());
   });
   std::vector<bool> statuses;
   for (bool s : producer) {
@@ -157,14 +163,16 @@ BOOST_AUTO_TEST_CASE(sent_values_become_the_result_of_yield) {
   BOOST_TEST(*it.next() == 3);
   BOOST_TEST(*it.send(-1) == 2);
   std::vector<int> rest;
-  for (int x : it) rest.push_back(x);
+  for (int x : it)
+    rest.push_back(x);
   BOOST_TEST(rest == (std::vector<int>{3, 4}), boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(next_resumes_with_no_value) {
   std::vector<std::optional<std::string>> seen;
   coop::generator<int, std::string> g([&](auto& co) {
-    for (;;) seen.push_back(co.yield(0));
+    for (;;)
+      seen.push_back(co.yield(0));
   });
   g.next();
   g.send("a");
@@ -372,11 +380,11 @@ BOOST_AUTO_TEST_CASE(values_sends_and_returns_cross_three_levels) {
     return r + 1;
   });
   std::vector<int> values;
-  values.push_back(*outer.next()); // 1 from mid
-  values.push_back(*outer.send(7)); // mid got 7; 100 from leaf
-  values.push_back(*outer.send(5)); // leaf got 5; 101
-  values.push_back(*outer.next()); // leaf got none; 102
-  values.push_back(*outer.send(6)); // leaf got 6; leaf returns 11; mid yields 2
+  values.push_back(*outer.next());       // 1 from mid
+  values.push_back(*outer.send(7));      // mid got 7; 100 from leaf
+  values.push_back(*outer.send(5));      // leaf got 5; 101
+  values.push_back(*outer.next());       // leaf got none; 102
+  values.push_back(*outer.send(6));      // leaf got 6; leaf returns 11; mid yields 2
   BOOST_TEST(!outer.next().has_value()); // mid returns 110, outer 111
   BOOST_TEST(values == (std::vector<int>{1, 100, 101, 102, 2}), boost::test_tools::per_element());
   BOOST_TEST(log == (std::vector<std::string>{"mid got 7", "leaf got 5", "leaf got none", "leaf got 6"}),
@@ -391,7 +399,8 @@ BOOST_AUTO_TEST_CASE(delegating_to_a_plain_range_and_a_void_generator) {
     co.yield_from(lazy_range(2)); // int values widen to long
   });
   std::vector<long> out;
-  for (long x : g) out.push_back(x);
+  for (long x : g)
+    out.push_back(x);
   BOOST_TEST(out == (std::vector<long>{1, 2, 0, 1}), boost::test_tools::per_element());
 }
 
@@ -402,7 +411,8 @@ BOOST_AUTO_TEST_CASE(closing_the_outer_generator_closes_the_inner_ones) {
     return coop::generator<int>([&](auto& co) {
       guard g(destroyed);
       try {
-        for (int i = 0;; ++i) co.yield(i);
+        for (int i = 0;; ++i)
+          co.yield(i);
       } catch (const coop::generator_exit&) {
         inner_saw_exit = true;
         throw;
@@ -476,8 +486,7 @@ BOOST_AUTO_TEST_CASE(exception_reaches_the_caller_of_send_and_range_for) {
     throw std::out_of_range("from the loop");
   });
   int seen = 0;
-  BOOST_CHECK_THROW(
-      for (int v : h) seen += v, std::out_of_range);
+  BOOST_CHECK_THROW(for (int v : h) seen += v, std::out_of_range);
   BOOST_TEST(seen == 1);
 }
 
@@ -521,7 +530,8 @@ BOOST_AUTO_TEST_CASE(destroying_nested_suspended_generators_unwinds_all) {
       guard a(destroyed);
       coop::generator<int> inner([&](auto& ci) {
         guard b(destroyed);
-        for (;;) ci.yield(0);
+        for (;;)
+          ci.yield(0);
       });
       co.yield_from(inner);
     });

@@ -195,7 +195,7 @@ BOOST_AUTO_TEST_CASE(switching_in_a_value_of_another_type_is_an_error) {
     gi.switch_to(1); // gs now waits for an int
     return s;
   });
-  gi = coop::greenlet<int>([](int x) { return x; }); // parent: main
+  gi = coop::greenlet<int>([](int x) { return x; });                 // parent: main
   BOOST_CHECK_EXCEPTION(gs.switch_to("start"), coop::greenlet_error, // gi ends with an int; main waits for a string
                         [](const auto& e) { return e.code() == coop::greenlet_errc::type_mismatch; });
   BOOST_CHECK_EXCEPTION(gs.switch_to("again"), coop::greenlet_error, // gs waits for an int
@@ -240,7 +240,8 @@ BOOST_AUTO_TEST_CASE(current_returns_a_handle_to_switch_back_with) {
   std::vector<int> log;
   coop::greenlet<int> worker([&](int x) {
     BOOST_TEST(coop::greenlet<int>::current().switch_to(5) == 5); // itself
-    while (true) x = main_greenlet.switch_to(x * 2);
+    while (true)
+      x = main_greenlet.switch_to(x * 2);
     return 0;
   });
   BOOST_TEST(worker.parent().started()); // main
