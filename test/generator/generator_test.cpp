@@ -15,15 +15,9 @@
 #include <string>
 #include <vector>
 
-namespace {
+#include "destruction_counter.hpp"
 
-/// Counts its destructions, to see which stack frames were unwound.
-struct guard {
-  explicit guard(int& count) : count_(count) {}
-  guard(const guard&) = delete;
-  ~guard() { ++count_; }
-  int& count_;
-};
+namespace {
 
 coop::generator<int> lazy_range(int up_to) {
   return coop::generator<int>([up_to](auto& co) {

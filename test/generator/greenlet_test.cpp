@@ -12,16 +12,9 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "destruction_counter.hpp"
 
-struct guard {
-  explicit guard(int& count) : count_(count) {}
-  guard(const guard&) = delete;
-  ~guard() { ++count_; }
-  int& count_;
-};
-
-} // namespace
+namespace {} // namespace
 
 BOOST_AUTO_TEST_SUITE(greenlet)
 
