@@ -6,9 +6,7 @@
 #include <app.hpp>
 #include <coop/coop.hpp>
 
-#include <cstdint>
 #include <optional>
-#include <unordered_map>
 #include <vector>
 
 namespace echo {
@@ -20,60 +18,33 @@ using clock = std::chrono::steady_clock;
 /// it, so it needs no lock (the stop request is delivered as a fiber there).
 struct shard {
   std::optional<coop::net::tcp_listener> listener;
-  std::unordered_map<std::uint64_t, coop::task<void>> connections; ///< live handlers
-  std::uint64_t next_id = 0;
-  bool stopping = false;
+  coop::task_group connections; ///< live handlers
   clock::time_point drain_deadline{};
 };
 
-/// Errors that concern only the connection being accepted: try the next one.
-bool is_connection_gone(const boost::system::error_code& ec) {
-  return ec == boost::asio::error::connection_aborted || ec == boost::asio::error::connection_reset ||
-         ec == boost::system::errc::protocol_error;
-}
-
+/// Accepts until the listener is closed (coop::net::serve backs off while out
+/// of descriptors), one fiber per connection in the shard's group.
 void accept_loop(shard& sh, const server_config& config, server_stats& stats) {
-  const handler_options options{config.idle_timeout};
-  accept_backoff backoff;
-  while (!sh.stopping) {
-    boost::system::error_code ec;
-    coop::net::tcp_stream stream = sh.listener->accept(ec);
-    if (ec) {
-      if (sh.stopping) break;
-      if (is_connection_gone(ec)) continue;
-      // Out of descriptors (or anything unexpected): pause this fiber only;
-      // the other fibers keep serving, and their closing frees descriptors.
-      if (!backoff.in_episode())
-        log("accept: " + ec.message() + "; backing off while serving " + std::to_string(stats.live.load()) +
-            " connections");
-      boost::system::error_code ignored;
-      coop::sleep_for(backoff.next(), ignored);
-      continue;
-    }
-    if (backoff.in_episode()) {
+  coop::net::serve_options serve_options;
+  serve_options.on_accept_error = [&stats](const boost::system::error_code& ec) {
+    if (ec)
+      log("accept: " + ec.message() + "; backing off while serving " + std::to_string(stats.live.load()) +
+          " connections");
+    else
       log("accept: accepting again");
-      backoff.reset();
-    }
-    if (!stats.try_admit(config.max_connections)) continue; // `stream` closes here: full
-    std::uint64_t id = sh.next_id++;
-    coop::task<void> t = coop::spawn([&sh, &stats, options, id, s = std::move(stream)]() mutable {
-      struct forget { // however the handler ends, even by an exception (kept in the task)
-        shard& sh;
-        server_stats& stats;
-        coop::net::tcp_stream& s;
-        std::uint64_t id;
-        ~forget() {
-          boost::system::error_code ignored;
-          s.close(ignored);
-          sh.connections.erase(id);
-          stats.live.fetch_sub(1, std::memory_order_relaxed);
-        }
-      } on_exit{sh, stats, s, id};
-      echo_connection(s, options);
-    });
-    // The new fiber runs only once this one blocks, so the entry exists before it can erase it.
-    sh.connections.emplace(id, std::move(t));
-  }
+  };
+  const handler_options options{config.idle_timeout};
+  coop::net::serve(
+      *sh.listener, sh.connections,
+      [&stats, &config, options](coop::net::tcp_stream stream) {
+        if (!stats.try_admit(config.max_connections)) return; // `stream` closes here: full
+        struct release {                                      // however the handler ends
+          server_stats& stats;
+          ~release() { stats.live.fetch_sub(1, std::memory_order_relaxed); }
+        } on_exit{stats};
+        echo_connection(stream, options);
+      },
+      serve_options);
   sh.listener->close();
 }
 
@@ -81,23 +52,14 @@ void accept_loop(shard& sh, const server_config& config, server_stats& stats) {
 /// then cancels the rest (their blocking calls fail with coop::cancelled) and
 /// waits for them to unwind.
 void drain(shard& sh, server_stats& stats) {
-  boost::system::error_code ec;
-  {
+  try {
     coop::timeout deadline(sh.drain_deadline);
-    while (!sh.connections.empty() && !ec) {
-      coop::task<void> first = sh.connections.begin()->second;
-      first.join(ec);
-    }
+    sh.connections.join();
+  } catch (const coop::timeout_error&) {
+    stats.cut_off.fetch_add(sh.connections.size());
+    sh.connections.cancel();
+    sh.connections.join();
   }
-  if (sh.connections.empty()) return;
-  std::vector<coop::task<void>> rest;
-  for (auto& entry : sh.connections)
-    rest.push_back(entry.second);
-  stats.cut_off.fetch_add(rest.size());
-  for (auto& t : rest)
-    t.cancel();
-  for (auto& t : rest)
-    t.join(ec);
 }
 
 } // namespace
@@ -135,7 +97,6 @@ int run_fiber_server(const server_config& config) {
   log(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + ": stopped accepting; draining " +
       std::to_string(stats.live.load()) + " connections");
   rt.run_on_each([&](unsigned i) {
-    shards[i].stopping = true;
     shards[i].drain_deadline = deadline;
     shards[i].listener->close(); // the accept fiber wakes with operation_aborted
   });

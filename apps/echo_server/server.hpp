@@ -42,15 +42,12 @@ struct server_stats {
   }
 };
 
-/// Growing pause after accept fails for lack of resources (EMFILE, ENFILE,
-/// ENOBUFS, ENOMEM): 1 ms, doubling up to 100 ms, back to 1 ms after a success.
+/// Growing pause after the thread server's blocking accept fails for lack of
+/// resources (EMFILE, ENFILE, ENOBUFS, ENOMEM): 1 ms, doubling up to 100 ms,
+/// back to 1 ms after a success. (Fiber mode gets this from coop::net::serve.)
 /// The connection stays in the kernel's backlog and is accepted later.
 class accept_backoff {
 public:
-  static bool is_resource_shortage(const boost::system::error_code& ec) {
-    return ec == boost::asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system ||
-           ec == boost::asio::error::no_buffer_space || ec == boost::asio::error::no_memory;
-  }
   /// The next pause; the first of an episode is also reported (once) by the caller.
   std::chrono::milliseconds next() {
     delay_ = std::clamp(delay_ * 2, std::chrono::milliseconds(1), std::chrono::milliseconds(100));
