@@ -14,10 +14,6 @@ public:
       return "operation timed out";
     case errc::cancelled:
       return "fiber cancelled";
-    case errc::closed:
-      return "channel closed";
-    case errc::not_in_runtime:
-      return "blocking call outside a coop runtime";
     }
     return "unknown coop error";
   }

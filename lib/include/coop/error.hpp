@@ -11,10 +11,8 @@ namespace coop {
 
 /// Error conditions raised by coop itself (not by the operating system).
 enum class errc {
-  timed_out = 1,  ///< a `coop::timeout` scope or a deadline expired
-  cancelled,      ///< the fiber was cancelled with `task::cancel()`
-  closed,         ///< the channel was closed
-  not_in_runtime, ///< a blocking call was made outside a coop runtime
+  timed_out = 1, ///< a `coop::timeout` scope or a deadline expired
+  cancelled,     ///< the fiber was cancelled with `task::cancel()`
 };
 
 /// The category of `coop::errc` values; its name is "coop".
