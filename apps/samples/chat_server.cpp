@@ -93,7 +93,7 @@ void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_
   std::string input;
   for (;;) {
     boost::system::error_code ec;
-    std::size_t n = me.stream.read_until(input, "\n", ec, max_line);
+    std::size_t n = me.stream.read_until(input, "\n", max_line, ec);
     if (ec == boost::asio::error::not_found)
       std::cerr << "chat_server: " << me.name << " sent a line longer than " << max_line << " bytes" << std::endl;
     if (ec) break; // end of stream, reset, too long, disconnected, cancelled

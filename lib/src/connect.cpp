@@ -31,6 +31,17 @@ tcp::resolver::results_type resolve_interruptibly(const tcp::socket::executor_ty
   return std::move(got->second);
 }
 
+/// Blocking mode: connects the way the plain thread's timeouts allow.
+void connect_blocking(tcp::socket& s, const tcp::endpoint& endpoint, boost::system::error_code& ec) {
+  if (!detail::has_blocking_deadline()) {
+    s.connect(endpoint, ec);
+    return;
+  }
+  if (s.is_open()) s.close(ec);
+  s.open(endpoint.protocol(), ec);
+  if (!ec) detail::connect_with_deadline(s.native_handle(), endpoint.data(), endpoint.size(), ec);
+}
+
 tcp_stream finish(tcp::socket s, boost::system::error_code& ec) {
   if (!ec) {
     boost::system::error_code ignored;
@@ -44,11 +55,12 @@ tcp_stream finish(tcp::socket s, boost::system::error_code& ec) {
 tcp_stream connect(const tcp::endpoint& endpoint, boost::system::error_code& ec) {
   tcp::socket s(detail::io_for_new_object("coop::net::connect"));
   detail::io_mode mode = detail::mode_for(s.get_executor(), "coop::net::connect");
-  ec.clear();
-  if (mode.fiber)
-    s.async_connect(endpoint, coop::yield[ec]);
-  else
-    s.connect(endpoint, ec);
+  const detail::wait_info info{"connect"};
+  if (mode.fiber) {
+    if (!mode.fiber->checkpoint(ec)) s.async_connect(endpoint, detail::yield_for(info, ec));
+  } else if (!detail::current_wait_context().checkpoint(ec)) {
+    connect_blocking(s, endpoint, ec);
+  }
   return finish(std::move(s), ec);
 }
 
@@ -60,13 +72,21 @@ tcp_stream connect(std::string_view host, std::uint16_t port, boost::system::err
   tcp::socket s(detail::io_for_new_object("coop::net::connect"));
   detail::io_mode mode = detail::mode_for(s.get_executor(), "coop::net::connect");
   tcp::resolver::results_type results;
+  const detail::wait_info info{"connect"};
   if (mode.fiber) {
     results = resolve_interruptibly(s.get_executor(), host, port, ec);
-    if (!ec) boost::asio::async_connect(s, results, coop::yield[ec]);
-  } else {
+    if (!ec) boost::asio::async_connect(s, results, detail::yield_for(info, ec));
+  } else if (!detail::current_wait_context().checkpoint(ec)) {
+    // getaddrinfo itself cannot be bounded on a plain thread; the connects can.
     tcp::resolver resolver(s.get_executor());
     results = resolver.resolve(std::string(host), std::to_string(port), ec);
-    if (!ec) boost::asio::connect(s, results, ec);
+    if (!ec) {
+      ec = boost::asio::error::host_not_found;
+      for (const auto& r : results) {
+        connect_blocking(s, r.endpoint(), ec);
+        if (!ec || ec == errc::timed_out) break;
+      }
+    }
   }
   return finish(std::move(s), ec);
 }

@@ -1,9 +1,16 @@
 #include <coop/detail/fiber_state.hpp>
 #include <coop/detail/worker.hpp>
 
+#include <boost/fiber/operations.hpp>
+
 #include <string>
 
 namespace coop::detail {
+namespace {
+/// The wait context of a plain thread (and of a runtime thread's contexts
+/// that have no fiber_state yet).
+thread_local wait_context thread_wait_context;
+} // namespace
 
 fiber_state* current_fiber_state() noexcept {
   if (!current_worker()) return nullptr;
@@ -18,6 +25,27 @@ fiber_state& require_fiber(const char* what) {
   throw usage_error(std::string("coop: ") + what +
                     " must be called from a fiber of a coop runtime (inside coop::run, "
                     "coop::runtime or coop::spawn)");
+}
+
+wait_context& current_wait_context() noexcept {
+  if (fiber_state* fs = current_fiber_state()) return *fs;
+  return thread_wait_context;
+}
+
+boost::system::error_code wait_context::timeout_due() noexcept {
+  // Look at the clock: a fiber may have computed past its deadline without
+  // blocking, and a plain thread has no timer at all.
+  auto now = std::chrono::steady_clock::now();
+  for (timeout_node* t = timeouts; t; t = t->outer) {
+    if (!t->expired && !t->disarmed && now >= t->deadline) t->expired = true;
+    if (t->expired && t->shield_depth >= shield_depth) return make_error_code(errc::timed_out);
+  }
+  return {};
+}
+
+void wait_context::yield_after_failure() noexcept {
+  // Only fibers of a runtime share their thread; a plain thread starves nobody.
+  if (this != &thread_wait_context && current_worker()) boost::this_fiber::yield();
 }
 
 } // namespace coop::detail

@@ -2,10 +2,13 @@
 #include <coop/detail/io_mode.hpp>
 #include <coop/detail/worker.hpp>
 
+#include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,45 +24,87 @@ thread_local int blocking_depth = 0;
                     " was called outside a coop runtime; call it from a fiber (coop::run, "
                     "coop::spawn) or on a plain thread inside a coop::blocking_scope");
 }
+
+/// Objects used only synchronously still need an io_context; this one never runs.
+boost::asio::io_context& blocking_io() {
+  static boost::asio::io_context io;
+  return io;
+}
+
+boost::system::error_code last_error() {
+  return {errno, boost::system::system_category()};
+}
 } // namespace
 
 bool in_blocking_scope() noexcept {
   return blocking_depth > 0;
 }
 
-timeout_node*& blocking_timeouts() noexcept {
-  thread_local timeout_node* head = nullptr;
-  return head;
+bool is_blocking_io(const boost::asio::any_io_executor& ex) noexcept {
+  auto& ctx = boost::asio::query(ex, boost::asio::execution::context);
+  return &ctx == static_cast<boost::asio::execution_context*>(&blocking_io());
 }
 
-std::optional<std::chrono::steady_clock::time_point> blocking_deadline() noexcept {
-  std::optional<std::chrono::steady_clock::time_point> earliest;
-  for (timeout_node* t = blocking_timeouts(); t; t = t->outer)
-    if (!t->disarmed && (!earliest || t->deadline < *earliest)) earliest = t->deadline;
-  return earliest;
+bool has_blocking_deadline() noexcept {
+  return current_wait_context().interrupt_deadline() != no_deadline;
 }
 
 bool wait_ready(int fd, bool for_write, boost::system::error_code& ec) {
+  wait_context& wc = current_wait_context();
   for (;;) {
-    auto deadline = blocking_deadline();
-    auto now = std::chrono::steady_clock::now();
-    if (deadline && now >= *deadline) {
-      ec = make_error_code(errc::timed_out);
-      return false;
-    }
+    if ((ec = wc.pending_interrupt())) return false;
+    steady_time deadline = wc.interrupt_deadline();
     int ms = -1;
-    if (deadline) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count();
-      ms = static_cast<int>(std::min<long long>(left, 1 << 30));
+    if (deadline != no_deadline) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+      ms = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
     }
     pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
     int r = ::poll(&p, 1, ms);
     if (r > 0) return true; // ready, or an error the next system call reports
     if (r < 0 && errno != EINTR) {
-      ec.assign(errno, boost::system::system_category());
+      ec = last_error();
       return false;
     }
   }
+}
+
+std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = n;
+  for (;;) {
+    ssize_t r = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r >= 0) {
+      ec.clear();
+      return static_cast<std::size_t>(r);
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec = last_error();
+      return 0;
+    }
+    if (!wait_ready(fd, true, ec)) return 0;
+  }
+}
+
+void connect_with_deadline(int fd, const void* addr, std::size_t len, boost::system::error_code& ec) {
+  int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  ec.clear();
+  if (::connect(fd, static_cast<const sockaddr*>(addr), static_cast<socklen_t>(len)) != 0) {
+    if (errno != EINPROGRESS && errno != EINTR)
+      ec = last_error();
+    else if (wait_ready(fd, true, ec)) {
+      int err = 0;
+      socklen_t err_len = sizeof err;
+      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0)
+        ec = last_error();
+      else if (err != 0)
+        ec.assign(err, boost::system::system_category());
+    }
+  }
+  ::fcntl(fd, F_SETFL, flags); // the stream blocks in the kernel again
 }
 
 io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
@@ -71,18 +116,18 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
                         "sockets stay on the thread that created them)");
     return {fs};
   }
-  if (blocking_depth > 0) return {nullptr};
+  if (blocking_depth > 0) {
+    if (!is_blocking_io(ex))
+      throw usage_error(std::string("coop: ") + what +
+                        " on a plain thread with an object that belongs to a runtime thread");
+    return {nullptr};
+  }
   outside(what);
 }
 
 boost::asio::io_context& io_for_new_object(const char* what) {
   if (worker* w = current_worker()) return w->io;
-  if (blocking_depth > 0) {
-    // Objects used only synchronously still need an io_context; this one is
-    // never run.
-    static boost::asio::io_context blocking_io;
-    return blocking_io;
-  }
+  if (blocking_depth > 0) return blocking_io();
   outside(what);
 }
 

@@ -19,11 +19,16 @@ task_base::~task_base() {
   }
 }
 
-boost::system::error_code task_base::wait() noexcept {
+park_result task_base::wait(boost::system::error_code& ec, steady_time deadline) {
+  wait_context& wc = current_wait_context();
+  if (fiber_state* self = current_fiber_state(); self && self->task == this)
+    throw usage_error("coop::task::join: a fiber cannot wait for itself");
+  if (wc.checkpoint(ec)) return park_result::interrupted;
   spinlock_lock lk(lock_);
-  if (done_) return {};
+  if (done_) return park_result::completed;
+  const wait_info info{"join", this};
   waiter w;
-  return waiters_.wait(lk, w);
+  return waiters_.wait(lk, w, info, ec, deadline);
 }
 
 bool task_base::done() const noexcept {
@@ -36,29 +41,27 @@ void task_base::finish(std::exception_ptr error) noexcept {
   error_ = std::move(error);
   done_ = true;
   fs_ = nullptr;
-  while (waiter* w = waiters_.pop())
-    w->wake();
+  waiters_.wake_all();
 }
 
 void task_base::cancel(std::shared_ptr<task_base> self) {
   spinlock_lock lk(lock_);
   if (done_) return;
-  if (current_worker() == owner_) {
-    // Same thread: the fiber cannot finish while we run.
+  if (current_worker() == owner_ && fs_) {
+    // Same thread, fiber launched: it cannot finish while we run.
     lk.unlock();
     cancel_here();
   } else {
-    // The fiber's state belongs to its thread: deliver the request there.
-    // Posting under the lock keeps the worker alive (the fiber has not finished).
+    // The fiber's state belongs to its thread (and may not exist yet: a
+    // spawn_on whose launch is still queued there): deliver the request on
+    // that thread, after the launch. Posting under the lock keeps the worker
+    // alive (the fiber has not finished).
     boost::asio::post(owner_->io, [self = std::move(self)] { self->cancel_here(); });
   }
 }
 
 void task_base::cancel_here() noexcept {
-  cancel_pending_ = true; // a fiber not launched yet never runs
-  if (!fs_) return;
-  fs_->cancel_requested = true;
-  fs_->interrupt();
+  if (fs_) fs_->request_cancel(); // null once finished: nothing to do
 }
 
 void task_base::rethrow() {

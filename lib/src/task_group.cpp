@@ -1,4 +1,5 @@
 #include <coop/task_group.hpp>
+#include <coop/timeout.hpp>
 
 namespace coop {
 
@@ -7,25 +8,37 @@ void task_group::left(std::list<task<void>>::iterator it) noexcept {
   members_.erase(it);
   if (!members_.empty()) return;
   detail::spinlock_lock lk(lock_);
-  while (detail::waiter* w = joiners_.pop())
-    w->wake();
+  joiners_.wake_all();
 }
 
-void task_group::join() {
+detail::park_result task_group::wait(boost::system::error_code& ec, detail::steady_time deadline) noexcept {
+  // Members leave on this thread, so emptiness cannot change before we queue.
+  static const detail::wait_info info{"task_group join"};
   while (!members_.empty()) {
     detail::spinlock_lock lk(lock_);
     detail::waiter w;
-    throw_on_error(joiners_.wait(lk, w), "coop::task_group::join");
+    auto r = joiners_.wait(lk, w, info, ec, deadline);
+    if (r != detail::park_result::completed) return r;
   }
+  return detail::park_result::completed;
 }
 
-void task_group::join_shielded() {
-  if (detail::current_fiber_state()) {
-    shield s;
-    join();
-  } else {
-    join();
-  }
+void task_group::join(boost::system::error_code& ec) {
+  if (detail::current_wait_context().checkpoint(ec)) return;
+  wait(ec, detail::no_deadline);
+}
+
+bool task_group::join_shielded(detail::steady_time deadline) noexcept {
+  shield s;
+  boost::system::error_code ec;
+  return wait(ec, deadline) == detail::park_result::completed;
+}
+
+bool task_group::join_until(std::chrono::steady_clock::time_point deadline) {
+  if (join_shielded(deadline)) return true;
+  cancel();
+  join_shielded(detail::no_deadline);
+  return false;
 }
 
 } // namespace coop

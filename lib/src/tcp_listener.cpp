@@ -21,10 +21,15 @@ tcp_listener::tcp_listener(const tcp::endpoint& endpoint, const listen_options& 
 tcp_stream tcp_listener::accept(boost::system::error_code& ec) {
   detail::io_mode mode = detail::mode_for(acceptor_.get_executor(), "coop::net::tcp_listener::accept");
   tcp::socket s(acceptor_.get_executor());
-  if (mode.fiber)
-    s = acceptor_.async_accept(coop::yield[ec]);
-  else
-    acceptor_.accept(s, ec);
+  const detail::wait_info info{"accept", this, acceptor_.native_handle()};
+  if (mode.fiber) {
+    if (!mode.fiber->checkpoint(ec)) acceptor_.async_accept(s, detail::yield_for(info, ec));
+  } else if (!detail::current_wait_context().checkpoint(ec)) {
+    // Blocking mode: with a timeout, wait in poll() first; accept then
+    // returns at once (one acceptor at a time).
+    if (!detail::has_blocking_deadline() || detail::wait_ready(acceptor_.native_handle(), false, ec))
+      acceptor_.accept(s, ec);
+  }
   if (!ec && no_delay_) {
     boost::system::error_code ignored; // a peer that already left is the caller's to find out
     s.set_option(tcp::no_delay(true), ignored);

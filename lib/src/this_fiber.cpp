@@ -1,21 +1,23 @@
-#include <coop/detail/worker.hpp>
+#include <coop/detail/fiber_state.hpp>
+#include <coop/detail/park.hpp>
 #include <coop/this_fiber.hpp>
-#include <coop/yield.hpp>
 
-#include <boost/asio/steady_timer.hpp>
 #include <boost/fiber/operations.hpp>
 
 namespace coop {
 
 void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::error_code& ec) {
-  auto& fs = detail::require_fiber("coop::sleep_until/sleep_for");
+  auto& wc = detail::current_wait_context();
+  if (wc.checkpoint(ec)) return;
   if (deadline <= std::chrono::steady_clock::now()) {
-    ec = fs.pending_interrupt();
-    if (!ec) boost::this_fiber::yield();
+    if (detail::current_fiber_state()) boost::this_fiber::yield();
     return;
   }
-  boost::asio::steady_timer timer(fs.owner->io, deadline);
-  timer.async_wait(coop::yield[ec]);
+  static const detail::wait_info info{"sleep"};
+  detail::spinlock unused;
+  detail::spinlock_lock lk(unused);
+  detail::time_site site;
+  detail::park(wc, lk, site, info, deadline, ec); // `deadline` is the normal end
 }
 
 void sleep_until(std::chrono::steady_clock::time_point deadline) {
@@ -25,11 +27,16 @@ void sleep_until(std::chrono::steady_clock::time_point deadline) {
 }
 
 namespace this_fiber {
-void yield() {
+void yield(boost::system::error_code& ec) {
   auto& fs = detail::require_fiber("coop::this_fiber::yield");
-  throw_on_error(fs.pending_interrupt(), "coop::this_fiber::yield");
+  if (fs.checkpoint(ec)) return;
   boost::this_fiber::yield();
-  throw_on_error(fs.pending_interrupt(), "coop::this_fiber::yield");
+}
+
+void yield() {
+  boost::system::error_code ec;
+  yield(ec);
+  throw_on_error(ec, "coop::this_fiber::yield");
 }
 } // namespace this_fiber
 

@@ -1,5 +1,6 @@
 #include <coop/detail/scheduler.hpp>
 #include <coop/detail/worker.hpp>
+#include <coop/timeout.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/fiber/algo/round_robin.hpp>
@@ -34,10 +35,18 @@ void worker::attach() {
 
 void worker::wait_and_detach(bool until_stopped) {
   until_stopped_ = until_stopped;
-  auto* self = boost::fibers::context::active();
+  static const wait_info info{"runtime end"};
+  // The main context waits through park like every fiber; nothing interrupts it.
   while (live_fibers != 0 || (until_stopped_ && !stop_requested_)) {
-    main_waiting_ = self;
-    self->suspend();
+    wait_context& wc = current_wait_context();
+    spinlock unused; // every party runs on this thread
+    spinlock_lock lk(unused);
+    flag_site site;
+    main_waiting_ = &site;
+    boost::system::error_code ignored;
+    shield s;
+    park(wc, lk, site, info, no_deadline, ignored);
+    main_waiting_ = nullptr;
   }
   // Let the dispatcher release the contexts of fibers that just ended, so
   // their stacks go back to the pool while this worker still exists.
@@ -60,7 +69,7 @@ void worker::fiber_finished() noexcept {
 
 void worker::wake_main_if_done() noexcept {
   if (live_fibers != 0 || (until_stopped_ && !stop_requested_)) return;
-  if (auto* main = std::exchange(main_waiting_, nullptr)) boost::fibers::context::active()->schedule(main);
+  if (auto* site = std::exchange(main_waiting_, nullptr)) site->complete();
 }
 
 } // namespace coop::detail

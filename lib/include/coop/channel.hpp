@@ -3,7 +3,6 @@
 
 #include <coop/detail/wait_queue.hpp>
 #include <coop/error.hpp>
-#include <coop/timeout.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -20,13 +19,15 @@ template <class T> class recv_case;
 template <class T> class send_case;
 } // namespace detail
 
-/// Outcome of a channel operation that is not an error.
+/// Outcome of a channel operation that is not an exception.
 enum class channel_status {
-  success, ///< the item was pushed or popped
-  empty,   ///< try_pop: nothing to take now
-  full,    ///< try_push: no room now
-  closed,  ///< the channel is closed (and, for pops, drained)
-  timeout, ///< a timed operation's own deadline passed
+  success,   ///< the item was pushed or popped
+  empty,     ///< try_pop: nothing to take now
+  full,      ///< try_push: no room now
+  closed,    ///< the channel is closed (and, for pops, drained)
+  timeout,   ///< a deadline passed: the call's own (`pop_for`...), or in the
+             ///< `error_code` forms an expired `coop::timeout`
+  cancelled, ///< `error_code` forms: the calling fiber was cancelled
 };
 
 /// A FIFO channel with exactly the capacity asked for: `capacity` items wait
@@ -35,9 +36,12 @@ enum class channel_status {
 /// drain what is left, then report `closed`.
 ///
 /// Blocking calls park only the calling fiber (a plain OS thread may block on
-/// one too). They fail with `timeout_error`/`cancelled` when the fiber's
-/// `coop::timeout` expires or the fiber is cancelled; the item of a failed
-/// push stays with the caller (nothing is lost).
+/// one too). Like every blocking call they fail with `timeout_error` /
+/// `cancelled` when the fiber's `coop::timeout` expires or the fiber is
+/// cancelled — at entry if that is already due, even if the call could
+/// complete at once (so a cancelled consumer of a busy channel still ends).
+/// An operation that completed is never undone: the item of a failed push
+/// stays with the caller, a popped item is returned (nothing is lost).
 ///
 /// Thread-safety: every member may be called concurrently from fibers of any
 /// runtime thread and from plain threads. Destroy it only when nobody waits.
@@ -60,26 +64,25 @@ public:
     T copy(item);
     return push(std::move(copy));
   }
-  /// Like push, reporting interruption in `ec` (status `timeout`) instead of throwing.
+  /// Like push, reporting interruption in `ec` (status `timeout` or
+  /// `cancelled`) instead of throwing.
   channel_status push(T&& item, boost::system::error_code& ec) {
     auto r = push_impl(item, true);
     ec = r.ec;
     return r.status;
   }
-  /// Pushes only if it can do so at once: `success`, `full` or `closed`.
-  channel_status try_push(T&& item) { return checked(push_impl(item, false)); }
+  /// Pushes only if it can do so at once: `success`, `full` or `closed`. Never interrupted.
+  channel_status try_push(T&& item) { return push_impl(item, false).status; }
   channel_status try_push(const T& item) {
     T copy(item);
     return try_push(std::move(copy));
   }
   /// Like push, but gives up with `timeout` after `d` (the item stays with the caller).
   template <class Rep, class Period> channel_status push_for(T&& item, std::chrono::duration<Rep, Period> d) {
-    coop::timeout t(d);
-    return timed(t, push_impl(item, true));
+    return push_until(std::move(item), after_now(d));
   }
   channel_status push_until(T&& item, std::chrono::steady_clock::time_point deadline) {
-    coop::timeout t(deadline);
-    return timed(t, push_impl(item, true));
+    return checked(push_impl(item, true, deadline));
   }
 
   /// Waits for an item. Empty once the channel is closed and drained.
@@ -91,35 +94,29 @@ public:
   /// Like pop(), reporting interruption in `ec` instead of throwing.
   std::optional<T> pop(boost::system::error_code& ec) {
     std::optional<T> out;
-    auto r = pop_impl(out, true);
-    ec = r.ec;
+    ec = pop_impl(out, true).ec;
     return out;
   }
-  /// Takes an item only if one is there now.
+  /// Takes an item only if one is there now. Never interrupted.
   std::optional<T> try_pop() {
     std::optional<T> out;
-    checked(pop_impl(out, false));
+    pop_impl(out, false);
     return out;
   }
   /// Takes an item into `out` if one is there now: `success`, `empty` or `closed`.
   channel_status try_pop(T& out) {
     std::optional<T> o;
-    auto st = checked(pop_impl(o, false));
+    auto st = pop_impl(o, false).status;
     if (o) out = std::move(*o);
     return st;
   }
   /// Waits up to `d` for an item: `success`, `closed` or `timeout`.
   template <class Rep, class Period> channel_status pop_for(T& out, std::chrono::duration<Rep, Period> d) {
-    coop::timeout t(d);
-    std::optional<T> o;
-    auto st = timed(t, pop_impl(o, true));
-    if (o) out = std::move(*o);
-    return st;
+    return pop_until(out, after_now(d));
   }
   channel_status pop_until(T& out, std::chrono::steady_clock::time_point deadline) {
-    coop::timeout t(deadline);
     std::optional<T> o;
-    auto st = timed(t, pop_impl(o, true));
+    auto st = checked(pop_impl(o, true, deadline));
     if (o) out = std::move(*o);
     return st;
   }
@@ -129,8 +126,7 @@ public:
   void close() noexcept {
     detail::spinlock_lock lk(lock_);
     closed_ = true;
-    while (detail::waiter* w = receivers_.pop())
-      w->wake();
+    receivers_.wake_all();
     while (detail::waiter* w = senders_.pop()) {
       w->status = sender_closed;
       w->wake();
@@ -182,9 +178,11 @@ private:
     throw_on_error(r.ec, "coop::channel");
     return r.status;
   }
-  static channel_status timed(const coop::timeout& t, const result& r) {
-    if (r.ec == errc::timed_out && t.expired()) return channel_status::timeout;
-    return checked(r);
+  template <class Rep, class Period> static detail::steady_time after_now(std::chrono::duration<Rep, Period> d) {
+    return std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
+  }
+  static result interrupted(const boost::system::error_code& ec) {
+    return {ec == errc::cancelled ? channel_status::cancelled : channel_status::timeout, ec};
   }
 
   // Under lock_: completes a push at once if it can; nullopt when it would wait.
@@ -202,14 +200,23 @@ private:
     return std::nullopt;
   }
 
-  result push_impl(T& item, bool block) {
+  result push_impl(T& item, bool block, detail::steady_time deadline = detail::no_deadline) {
+    boost::system::error_code ec;
+    if (block && detail::current_wait_context().checkpoint(ec)) return interrupted(ec);
     detail::spinlock_lock lk(lock_);
     if (auto st = push_now(item)) return {*st, {}};
     if (!block) return {channel_status::full, {}};
     detail::waiter w;
     w.payload = &item;
-    if (auto ec = senders_.wait(lk, w)) return {channel_status::timeout, ec};
-    return {w.status == sender_taken ? channel_status::success : channel_status::closed, {}};
+    const detail::wait_info info{"channel push", this};
+    switch (senders_.wait(lk, w, info, ec, deadline)) {
+    case detail::park_result::completed:
+      return {w.status == sender_taken ? channel_status::success : channel_status::closed, {}};
+    case detail::park_result::deadline:
+      return {channel_status::timeout, {}};
+    default:
+      return interrupted(ec);
+    }
   }
 
   // Under lock_: completes a pop at once if it can; nullopt when it would wait.
@@ -235,14 +242,23 @@ private:
     return std::nullopt;
   }
 
-  result pop_impl(std::optional<T>& out, bool block) {
+  result pop_impl(std::optional<T>& out, bool block, detail::steady_time deadline = detail::no_deadline) {
+    boost::system::error_code ec;
+    if (block && detail::current_wait_context().checkpoint(ec)) return interrupted(ec);
     detail::spinlock_lock lk(lock_);
     if (auto st = pop_now(out)) return {*st, {}};
     if (!block) return {channel_status::empty, {}};
     detail::waiter w;
     w.payload = &out;
-    if (auto ec = receivers_.wait(lk, w)) return {channel_status::timeout, ec};
-    return {out ? channel_status::success : channel_status::closed, {}};
+    const detail::wait_info info{"channel pop", this};
+    switch (receivers_.wait(lk, w, info, ec, deadline)) {
+    case detail::park_result::completed:
+      return {out ? channel_status::success : channel_status::closed, {}};
+    case detail::park_result::deadline:
+      return {channel_status::timeout, {}};
+    default:
+      return interrupted(ec);
+    }
   }
 
   // The parts `coop::select` uses; the caller holds lock_ where noted.

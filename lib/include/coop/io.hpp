@@ -2,6 +2,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <boost/system/error_code.hpp>
 
 #include <initializer_list>
 
@@ -24,5 +25,7 @@ boost::asio::io_context& this_thread_io();
 /// those signals no longer terminate the process. Interruptible by
 /// `coop::timeout` and `task::cancel()`.
 int wait_for_signal(std::initializer_list<int> signals);
+/// Like `wait_for_signal`, reporting an interruption into `ec` (returns 0).
+int wait_for_signal(std::initializer_list<int> signals, boost::system::error_code& ec);
 
 } // namespace coop

@@ -2,8 +2,8 @@
 #pragma once
 
 #include <coop/task.hpp>
-#include <coop/timeout.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <list>
 #include <utility>
@@ -13,10 +13,10 @@ namespace coop {
 /// Fibers spawned into a group can be cancelled and waited for as one: a
 /// server keeps its connection fibers in a group and, on shutdown, cancels
 /// them (or gives them until a deadline) and waits until all have cleaned up.
-/// A member removes itself when it finishes, so a long-running server's group
-/// holds only live fibers. A member's exception is reported like a detached
-/// task's (logged to stderr unless it is `coop::cancelled`); it never affects
-/// the other members.
+/// A member removes itself when it finishes (also when it was cancelled
+/// before it ever ran), so a long-running server's group holds only live
+/// fibers. A member's exception is reported like a detached task's (logged to
+/// stderr unless it is `coop::cancelled`); it never affects the other members.
 ///
 /// The destructor cancels the members still running and waits for them.
 ///
@@ -35,24 +35,30 @@ public:
   task_group(const task_group&) = delete;
   task_group& operator=(const task_group&) = delete;
   ~task_group() {
-    try {
-      cancel();
-      join_shielded();
-    } catch (...) {
-    }
+    cancel();
+    join_shielded(detail::no_deadline);
   }
 
   /// Starts `fn` in a new fiber that belongs to the group.
   template <class F> void spawn(F&& fn) {
+    detail::worker& w = detail::require_worker("coop::task_group::spawn");
     auto it = members_.emplace(members_.end());
-    *it = coop::spawn([this, it, f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
-      struct leave {
-        task_group* g;
-        std::list<task<void>>::iterator it;
-        ~leave() { g->left(it); }
-      } on_exit{this, it};
-      f();
-    });
+    try {
+      auto st = std::make_shared<detail::task_state<void>>();
+      *it = task<void>(st);
+      // The group is left after the task finished, whether its function ran or not.
+      detail::launch_fiber(w, st, [this, it, raw = st.get(), f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
+        struct leave {
+          task_group* g;
+          std::list<task<void>>::iterator it;
+          ~leave() { g->left(it); }
+        } on_exit{this, it};
+        raw->run(f);
+      });
+    } catch (...) {
+      members_.erase(it);
+      throw;
+    }
   }
 
   /// Fibers of the group still running.
@@ -67,25 +73,29 @@ public:
 
   /// Waits until every member has finished. Interruptible (timeout/cancel of
   /// the waiting fiber) like any blocking call.
-  void join();
+  void join() {
+    boost::system::error_code ec;
+    join(ec);
+    throw_on_error(ec, "coop::task_group::join");
+  }
+  void join(boost::system::error_code& ec);
 
-  /// Waits up to `d` for the members to finish, then cancels the rest and
-  /// waits for them to clean up. Returns true when all ended within `d`.
+  /// The clean-up wait: waits until `deadline` for the members to finish,
+  /// then cancels the rest and waits for them to end. Returns true when all
+  /// ended by the deadline. It is shielded: it waits even in a fiber that has
+  /// been cancelled or whose timeouts expired (that is when a server drains
+  /// its connections); the deadline bounds the first phase, the members'
+  /// reaction to cancellation the second.
+  bool join_until(std::chrono::steady_clock::time_point deadline);
   template <class Rep, class Period> bool join_for(std::chrono::duration<Rep, Period> d) {
-    try {
-      coop::timeout t(d);
-      join();
-      return true;
-    } catch (const timeout_error&) {
-      cancel();
-      join_shielded();
-      return false;
-    }
+    return join_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d));
   }
 
 private:
   void left(std::list<task<void>>::iterator it) noexcept;
-  void join_shielded();
+  /// Waits (shielded) until empty or `deadline`; true when empty.
+  bool join_shielded(detail::steady_time deadline) noexcept;
+  detail::park_result wait(boost::system::error_code& ec, detail::steady_time deadline) noexcept;
 
   std::list<task<void>> members_;
   detail::spinlock lock_;

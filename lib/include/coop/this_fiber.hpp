@@ -7,9 +7,9 @@
 
 namespace coop {
 
-/// Suspends the calling fiber until `deadline` (other fibers run meanwhile).
-/// Throws `timeout_error`/`cancelled` when interrupted; `usage_error` outside
-/// a runtime fiber. A deadline already past only yields.
+/// Suspends the calling fiber until `deadline` (other fibers run meanwhile);
+/// on a plain thread, blocks the thread. Throws `timeout_error`/`cancelled`
+/// when interrupted. A deadline already past only yields.
 void sleep_until(std::chrono::steady_clock::time_point deadline);
 void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::error_code& ec);
 
@@ -22,9 +22,11 @@ template <class Rep, class Period> void sleep_for(std::chrono::duration<Rep, Per
 }
 
 namespace this_fiber {
-/// Lets every other ready fiber of this thread run, then continues.
-/// Throws `timeout_error`/`cancelled` when an interruption is due.
+/// Lets every other ready fiber of this thread run, then continues. Like
+/// every blocking call, fails at once when an interruption is due
+/// (`timeout_error`/`cancelled`). Throws `usage_error` outside a runtime fiber.
 void yield();
+void yield(boost::system::error_code& ec);
 } // namespace this_fiber
 
 } // namespace coop

@@ -1,26 +1,25 @@
 // coop/timeout.hpp — scoped timeouts (gevent's Timeout) and cancellation shields.
 #pragma once
 
-#include <coop/detail/fiber_state.hpp>
-
-#include <boost/asio/steady_timer.hpp>
+#include <coop/detail/wait_context.hpp>
 
 #include <chrono>
-#include <memory>
 
 namespace coop {
 
-/// While a `timeout` object lives, every blocking call of the fiber that
-/// created it fails with `coop::timeout_error` (or `errc::timed_out` in the
-/// `error_code` forms) once the deadline has passed — including a call that
-/// is already waiting when it expires. Calls that complete without blocking
-/// are not interrupted; the next blocking one is. Scopes nest; the earliest
-/// deadline wins.
+/// While a `timeout` object lives, every blocking call of the fiber (or plain
+/// thread) that created it fails with `coop::timeout_error` (or
+/// `errc::timed_out` in the `error_code` forms) once the deadline has passed —
+/// including a call that is already waiting when it expires. Scopes nest; the
+/// earliest deadline wins. A blocking call made after the deadline fails at
+/// once, even if it could complete without waiting, so a loop that never has
+/// to wait still ends. `docs/runtime.md` has the full rules.
 ///
-/// On a plain thread inside a `coop::blocking_scope` it bounds the blocking
-/// reads and writes of `coop::net::tcp_stream` the same way.
+/// It costs no timer and no allocation: waits started inside the scope sleep
+/// with the deadline.
 ///
-/// Thread-safety: create, use and destroy it on one fiber, as a local object.
+/// Thread-safety: create, use and destroy it on one fiber or thread, as a
+/// local object (scopes may end in any order, e.g. when held in optionals).
 ///
 /// Example:
 /// @code
@@ -31,9 +30,9 @@ namespace coop {
 /// @endcode
 class timeout {
 public:
-  explicit timeout(std::chrono::steady_clock::time_point deadline);
+  explicit timeout(std::chrono::steady_clock::time_point deadline) noexcept;
   template <class Rep, class Period>
-  explicit timeout(std::chrono::duration<Rep, Period> d)
+  explicit timeout(std::chrono::duration<Rep, Period> d) noexcept
       : timeout(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d)) {}
   ~timeout();
   timeout(const timeout&) = delete;
@@ -45,29 +44,27 @@ public:
   }
   /// Disarms the timeout early; the scope then never fires.
   void cancel() noexcept;
+  std::chrono::steady_clock::time_point deadline() const noexcept { return node_.deadline; }
 
 private:
-  struct link {
-    timeout* self;
-  };
-  detail::fiber_state* fs_;
+  detail::wait_context* wc_;
   detail::timeout_node node_;
-  std::shared_ptr<link> link_;
-  boost::asio::steady_timer timer_;
 };
 
 /// Defers cancellation of the calling fiber while it lives, so clean-up code
 /// can block (flush, say goodbye) after `task::cancel()`. Timeouts created
-/// outside the shield are deferred too; ones created inside still apply.
+/// outside the shield are deferred too; ones created inside still apply. A
+/// wait in progress inside the shield is not woken by what it defers; the
+/// first blocking call after the shield ends fails with it.
 class shield {
 public:
-  shield();
+  shield() noexcept;
   ~shield();
   shield(const shield&) = delete;
   shield& operator=(const shield&) = delete;
 
 private:
-  detail::fiber_state* fs_;
+  detail::wait_context* wc_;
 };
 
 } // namespace coop

@@ -28,15 +28,25 @@ struct yield_t {
   constexpr yield_t() noexcept = default;
   /// A token that reports errors into `ec` instead of throwing.
   constexpr yield_t operator[](boost::system::error_code& ec) const noexcept {
-    yield_t y;
+    yield_t y = *this;
     y.ec_ = &ec;
     return y;
   }
   boost::system::error_code* ec_ = nullptr;
+  const detail::wait_info* info_ = &detail::asio_operation_wait; ///< published while the fiber waits
 };
 
 /// The token object. `inline constexpr`: one object for the whole program.
 inline constexpr yield_t yield{};
+
+namespace detail {
+/// `coop::yield[ec]` that publishes `info` as what the fiber waits on.
+inline yield_t yield_for(const wait_info& info, boost::system::error_code& ec) noexcept {
+  yield_t y = coop::yield[ec];
+  y.info_ = &info;
+  return y;
+}
+} // namespace detail
 
 } // namespace coop
 
@@ -48,7 +58,7 @@ public:
 
   template <class Initiation, class... Args>
   static return_type initiate(Initiation&& init, coop::yield_t token, Args&&... args) {
-    return coop::detail::yield_initiate<Ts...>(token.ec_, std::forward<Initiation>(init), std::forward<Args>(args)...);
+    return coop::detail::yield_initiate<Ts...>(token.ec_, *token.info_, std::forward<Initiation>(init), std::forward<Args>(args)...);
   }
 };
 
@@ -63,7 +73,7 @@ public:
       std::forward<Initiation>(init)([h = std::move(handler)]() mutable { std::move(h)(boost::system::error_code{}); },
                                      std::forward<decltype(a)>(a)...);
     };
-    coop::detail::yield_initiate<>(token.ec_, adapt, std::forward<Args>(args)...);
+    coop::detail::yield_initiate<>(token.ec_, *token.info_, adapt, std::forward<Args>(args)...);
   }
 };
 

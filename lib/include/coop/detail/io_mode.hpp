@@ -4,10 +4,12 @@
 #include <coop/detail/fiber_state.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 
-#include <chrono>
-#include <optional>
+#include <sys/uio.h>
+
+#include <cstddef>
 
 namespace coop::detail {
 
@@ -25,17 +27,38 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what);
 /// The io_context new I/O objects of the calling thread belong to.
 boost::asio::io_context& io_for_new_object(const char* what);
 
+/// True for objects created in a blocking scope (their io_context never runs).
+bool is_blocking_io(const boost::asio::any_io_executor& ex) noexcept;
+
 bool in_blocking_scope() noexcept;
 
-/// The `coop::timeout` scopes of a plain thread inside a `blocking_scope`
-/// (innermost first); they bound the stream's blocking reads and writes.
-timeout_node*& blocking_timeouts() noexcept;
+// Blocking mode: the one place where a plain thread waits on a descriptor.
+// Each honours the thread's wait context: it waits in poll() until the
+// earliest due timeout, then fails with `pending_interrupt()`. Without a
+// timeout the kernel call simply blocks.
 
-/// The earliest deadline of the calling plain thread's timeout scopes, if any.
-std::optional<std::chrono::steady_clock::time_point> blocking_deadline() noexcept;
-
-/// Blocking mode under a deadline: waits until `fd` is readable (or writable)
-/// or the deadline passes (then `ec` = errc::timed_out). False on error.
+/// Waits until `fd` is readable (or writable); false with `ec` set on an
+/// interruption or a poll error.
 bool wait_ready(int fd, bool for_write, boost::system::error_code& ec);
+/// True when the calling plain thread has a timeout that may bound a call.
+bool has_blocking_deadline() noexcept;
+/// Writes some of `iov` without blocking past the deadline (MSG_DONTWAIT,
+/// then waits for room).
+std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec);
+/// Connects a freshly opened blocking socket, bounded by the deadline.
+void connect_with_deadline(int fd, const void* addr, std::size_t len, boost::system::error_code& ec);
+
+/// Gathers up to `max` buffers of a sequence as iovecs; returns how many.
+template <class Buffers> std::size_t to_iovec(const Buffers& buffers, iovec* iov, std::size_t max) noexcept {
+  std::size_t n = 0;
+  for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers) && n < max;
+       ++it) {
+    auto b = *it;
+    iov[n].iov_base = const_cast<void*>(static_cast<const void*>(b.data()));
+    iov[n].iov_len = b.size();
+    ++n;
+  }
+  return n;
+}
 
 } // namespace coop::detail

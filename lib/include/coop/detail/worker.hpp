@@ -2,6 +2,7 @@
 #pragma once
 
 #include <coop/detail/fiber_state.hpp>
+#include <coop/detail/park.hpp>
 #include <coop/detail/stack_pool.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -48,7 +49,7 @@ struct worker {
 private:
   void wake_main_if_done() noexcept;
   bool stop_requested_ = false;
-  boost::fibers::context* main_waiting_ = nullptr;
+  flag_site* main_waiting_ = nullptr;
   bool until_stopped_ = false;
 };
 

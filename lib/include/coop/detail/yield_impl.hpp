@@ -2,12 +2,12 @@
 #pragma once
 
 #include <coop/detail/fiber_state.hpp>
+#include <coop/detail/park.hpp>
 #include <coop/error.hpp>
 
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
-#include <boost/fiber/context.hpp>
 
 #include <optional>
 #include <tuple>
@@ -16,13 +16,16 @@
 
 namespace coop::detail {
 
-/// What a suspended fiber waits for: the result of one Asio operation. Lives
-/// on the fiber's stack for the duration of the call.
-template <class... Ts> class op_state final : public interrupter {
-public:
-  explicit op_state(fiber_state& fs) noexcept : fs_(fs), ctx_(boost::fibers::context::active()) {}
+inline const wait_info asio_operation_wait{"asio operation"};
 
-  void interrupt() noexcept override { fs_.signal.emit(boost::asio::cancellation_type::terminal); }
+/// What a suspended fiber waits for: the result of one Asio operation. Lives
+/// on the fiber's stack for the duration of the call; it is also the `park`
+/// site of that wait. Interrupting it cancels the operation (Asio
+/// per-operation cancellation) and waits for the handler, so the operation's
+/// buffers are never left in use.
+template <class... Ts> class op_state {
+public:
+  explicit op_state(fiber_state& fs) noexcept : fs_(fs) {}
 
   void complete(const boost::system::error_code& ec, Ts... vs) {
     ec_ = ec;
@@ -32,48 +35,57 @@ public:
   /// The handler was destroyed without being called (its io_context went away,
   /// or the operation was dropped): resume the fiber with an error.
   void abandon() noexcept {
-    if (done_) return; // the operation was never started
+    if (done_) return; // never started, or already complete
     ec_ = boost::asio::error::operation_aborted;
     finish();
   }
 
   fiber_state& fs() noexcept { return fs_; }
 
-  /// Starts nothing when an interrupt is already due; otherwise runs `init`
-  /// and parks the fiber until the handler has run.
-  template <class Init, class Handler, class... Args> void run(Init&& init, Handler&& handler, Args&&... args) {
-    if (auto ec = fs_.pending_interrupt()) {
-      ec_ = ec;
+  /// Starts nothing when an interruption is due; otherwise runs `init` and
+  /// parks the fiber until the handler has run.
+  template <class Init, class Handler, class... Args>
+  void run(const wait_info& info, Init&& init, Handler&& handler, Args&&... args) {
+    if (fs_.checkpoint(ec_)) {
       done_ = true;
       return;
     }
     std::forward<Init>(init)(std::forward<Handler>(handler), std::forward<Args>(args)...);
-    if (!done_) {
-      suspended_ = true;
-      fs_.parked = this;
-      ctx_->suspend();
-      fs_.parked = nullptr;
-    }
-    if (ec_ == boost::asio::error::operation_aborted)
-      if (auto why = fs_.pending_interrupt()) ec_ = why;
+    spinlock unused; // the handler runs on this thread: nothing to guard
+    spinlock_lock lk(unused);
+    boost::system::error_code why;
+    park(fs_, lk, *this, info, no_deadline, why);
+    // An operation we aborted reports why we aborted it.
+    if (why && ec_ == boost::asio::error::operation_aborted) ec_ = why;
   }
 
   const boost::system::error_code& error() const noexcept { return ec_; }
   std::optional<std::tuple<Ts...>>& values() noexcept { return values_; }
 
+  // The `park` site interface.
+  bool completed() const noexcept { return done_; }
+  void arm(const boost::fibers::waker& w) noexcept {
+    waker_ = w;
+    armed_ = true;
+  }
+  bool withdraw(spinlock_lock&) noexcept {
+    fs_.signal.emit(boost::asio::cancellation_type::terminal);
+    return false; // wait for the handler (it may still complete successfully)
+  }
+
 private:
   void finish() noexcept {
     done_ = true;
     fs_.signal.slot().clear();
-    if (suspended_) boost::fibers::context::active()->schedule(ctx_);
+    if (armed_) waker_.wake();
   }
 
   fiber_state& fs_;
-  boost::fibers::context* ctx_;
   boost::system::error_code ec_;
   std::optional<std::tuple<Ts...>> values_;
+  boost::fibers::waker waker_;
   bool done_ = false;
-  bool suspended_ = false;
+  bool armed_ = false;
 };
 
 /// The completion handler coop::yield turns into. Move-only; exactly one of
@@ -109,9 +121,10 @@ template <class... Ts> using yield_return_t = typename yield_return<Ts...>::type
 /// Runs an Asio initiation with a coop::yield handler and reports its result:
 /// into `*ec_out` when given, otherwise as an exception.
 template <class... Ts, class Init, class... Args>
-yield_return_t<Ts...> yield_initiate(boost::system::error_code* ec_out, Init&& init, Args&&... args) {
+yield_return_t<Ts...> yield_initiate(boost::system::error_code* ec_out, const wait_info& info, Init&& init,
+                                     Args&&... args) {
   op_state<Ts...> st(require_fiber("an operation with the coop::yield token"));
-  st.run(std::forward<Init>(init), yield_handler<Ts...>(&st), std::forward<Args>(args)...);
+  st.run(info, std::forward<Init>(init), yield_handler<Ts...>(&st), std::forward<Args>(args)...);
   if (ec_out)
     *ec_out = st.error();
   else
@@ -120,10 +133,13 @@ yield_return_t<Ts...> yield_initiate(boost::system::error_code* ec_out, Init&& i
     using R = yield_return_t<Ts...>;
     auto& v = st.values();
     if (!v) {
+      // Not started (an interruption was due) or abandoned: no value to return.
       if constexpr (std::is_default_constructible_v<R>)
         return R{};
-      else
-        throw boost::system::system_error(st.error(), "coop::yield");
+      else {
+        throw_on_error(st.error(), "coop::yield");
+        throw usage_error("coop::yield: an operation ended without a result");
+      }
     }
     if constexpr (sizeof...(Ts) == 1)
       return std::move(std::get<0>(*v));

@@ -37,20 +37,22 @@ using tcp = boost::asio::ip::tcp;
 /// it. Owns its socket; destruction closes it.
 class tcp_stream {
 public:
-  explicit tcp_stream(tcp::socket socket) noexcept : socket_(std::move(socket)) {}
+  /// Takes ownership of a connected socket. A socket of a runtime thread is
+  /// switched to non-blocking mode once, here (fibers never block the thread).
+  explicit tcp_stream(tcp::socket socket) noexcept;
   tcp_stream(tcp_stream&&) noexcept = default;
   tcp_stream& operator=(tcp_stream&&) noexcept = default;
 
   /// Reads at least one byte (unless `buffers` is empty); returns the count.
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
-    if (begin("coop::net::tcp_stream::read_some", ec)) return socket_.async_read_some(buffers, coop::yield[ec]);
+    const detail::wait_info info{"read", this, socket_.native_handle()};
+    if (begin("coop::net::tcp_stream::read_some", ec))
+      return ec ? 0 : socket_.async_read_some(buffers, detail::yield_for(info, ec));
     if (ec) return 0;
-    if (!deadline_) return socket_.read_some(buffers, ec);
-    for (;;) { // blocking mode under a coop::timeout: wait with the deadline, then read
-      if (!detail::wait_ready(socket_.native_handle(), false, ec)) return 0;
-      std::size_t n = socket_.read_some(buffers, ec);
-      if (ec != boost::asio::error::would_block) return n;
-    }
+    // Blocking mode: with a timeout, wait in poll() first; the read then
+    // returns at once (one reader at a time).
+    if (detail::has_blocking_deadline() && !detail::wait_ready(socket_.native_handle(), false, ec)) return 0;
+    return socket_.read_some(buffers, ec);
   }
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers) {
     boost::system::error_code ec;
@@ -61,8 +63,9 @@ public:
 
   /// Fills `buffers` completely; fails with `eof` if the peer closes first.
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    const detail::wait_info info{"read", this, socket_.native_handle()};
     if (begin("coop::net::tcp_stream::read_exact", ec))
-      return boost::asio::async_read(socket_, buffers, coop::yield[ec]);
+      return ec ? 0 : boost::asio::async_read(socket_, buffers, detail::yield_for(info, ec));
     return ec ? 0 : boost::asio::read(*this, buffers, ec);
   }
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers) {
@@ -76,12 +79,14 @@ public:
   /// length up to and including the delimiter. Bytes after it stay in
   /// `buffer` for the next call. Fails with `not_found` once `buffer` would
   /// grow past `max_size`.
-  std::size_t read_until(std::string& buffer, std::string_view delim, boost::system::error_code& ec,
-                         std::size_t max_size = (std::numeric_limits<std::size_t>::max)());
-  std::size_t read_until(std::string& buffer, std::string_view delim,
-                         std::size_t max_size = (std::numeric_limits<std::size_t>::max)()) {
+  std::size_t read_until(std::string& buffer, std::string_view delim, std::size_t max_size,
+                         boost::system::error_code& ec);
+  std::size_t read_until(std::string& buffer, std::string_view delim, boost::system::error_code& ec) {
+    return read_until(buffer, delim, unlimited, ec);
+  }
+  std::size_t read_until(std::string& buffer, std::string_view delim, std::size_t max_size = unlimited) {
     boost::system::error_code ec;
-    std::size_t n = read_until(buffer, delim, ec, max_size);
+    std::size_t n = read_until(buffer, delim, max_size, ec);
     throw_on_error(ec, "read_until");
     return n;
   }
@@ -92,15 +97,13 @@ public:
       if (ec) return 0;
       std::size_t n = socket_.write_some(buffers, ec); // non-blocking attempt first
       if (ec != boost::asio::error::would_block) return n;
-      return socket_.async_write_some(buffers, coop::yield[ec]);
+      const detail::wait_info info{"write", this, socket_.native_handle()};
+      return socket_.async_write_some(buffers, detail::yield_for(info, ec));
     }
     if (ec) return 0;
-    if (!deadline_) return socket_.write_some(buffers, ec);
-    for (;;) { // blocking mode under a coop::timeout: write what fits, wait with the deadline
-      std::size_t n = socket_.write_some(buffers, ec);
-      if (ec != boost::asio::error::would_block) return n;
-      if (!detail::wait_ready(socket_.native_handle(), true, ec)) return 0;
-    }
+    if (!detail::has_blocking_deadline()) return socket_.write_some(buffers, ec);
+    iovec iov[max_iov];
+    return detail::send_with_deadline(socket_.native_handle(), iov, detail::to_iovec(buffers, iov, max_iov), ec);
   }
   template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers) {
     boost::system::error_code ec;
@@ -125,6 +128,18 @@ public:
     std::size_t n = write_all(buffers, ec);
     throw_on_error(ec, "write_all");
     return n;
+  }
+
+  /// Asio's AsyncReadStream/AsyncWriteStream, so composed operations take the
+  /// stream itself: `boost::asio::async_read(stream, buf, coop::yield)` or
+  /// Beast's `http::async_read(stream, buffer, req, coop::yield)` runs the
+  /// whole operation as one wait, and an interruption surfaces as
+  /// `coop::timeout_error` / `coop::cancelled` from the token.
+  template <class MutableBuffers, class Token> decltype(auto) async_read_some(const MutableBuffers& b, Token&& token) {
+    return socket_.async_read_some(b, std::forward<Token>(token));
+  }
+  template <class ConstBuffers, class Token> decltype(auto) async_write_some(const ConstBuffers& b, Token&& token) {
+    return socket_.async_write_some(b, std::forward<Token>(token));
   }
 
   /// Half-closes: the peer reads end of stream; this side may still read.
@@ -159,8 +174,11 @@ public:
   executor_type get_executor() noexcept { return socket_.get_executor(); }
 
 private:
-  /// Returns true for fiber mode (after checking for a due interruption into
-  /// `ec`), false for blocking mode.
+  static constexpr std::size_t unlimited = (std::numeric_limits<std::size_t>::max)();
+  static constexpr std::size_t max_iov = 16;
+
+  /// Returns true for fiber mode, false for blocking mode; sets `ec` when an
+  /// interruption is due (the call must then fail at once).
   bool begin(const char* what, boost::system::error_code& ec);
 
   template <class ConstBuffers>
@@ -180,8 +198,6 @@ private:
   std::size_t write_rest(const std::vector<boost::asio::const_buffer>& rest, boost::system::error_code& ec);
 
   tcp::socket socket_;
-  bool non_blocking_ = false; ///< user-level non-blocking mode is on (fiber use, or a deadline)
-  bool deadline_ = false;     ///< blocking mode: a coop::timeout bounds this call
 };
 
 } // namespace coop::net

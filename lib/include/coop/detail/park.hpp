@@ -1,0 +1,114 @@
+// coop/detail/park.hpp — the one way coop suspends a fiber (or a plain thread).
+//
+// Every blocking call of coop ends up here: Asio operations through the
+// coop::yield token, channel pushes and pops, select, sleep, join, the
+// runtime's own waits. The loop below is the only code that decides when a
+// wait is interrupted and what it then reports.
+#pragma once
+
+#include <coop/detail/wait_context.hpp>
+
+#include <boost/fiber/context.hpp>
+#include <boost/fiber/detail/spinlock.hpp>
+#include <boost/fiber/waker.hpp>
+
+namespace coop::detail {
+
+using spinlock = boost::fibers::detail::spinlock;
+using spinlock_lock = boost::fibers::detail::spinlock_lock;
+
+/// How a wait ended.
+enum class park_result {
+  completed,   ///< the awaited thing happened (it wins over any interruption)
+  interrupted, ///< a cancel or timeout was due; `ec` says which; nothing happened
+  deadline,    ///< the call's own deadline passed (e.g. `pop_until`); nothing happened
+};
+
+/// Suspends the calling context until `site` completes, an interruption is
+/// due (see `wait_context`), or `own_deadline` passes.
+///
+/// `lk` guards the site's state; it is held on entry and released on return.
+/// The caller has already passed `wc.checkpoint()`. A `Site` provides, all
+/// called with `lk` held:
+///   - `bool completed()`: the awaited thing happened;
+///   - `void arm(const boost::fibers::waker&)`: registers the waker that the
+///     completer will wake (the first call also queues the site, if it
+///     queues at all); re-armed with a fresh waker after each wake-up;
+///   - `bool withdraw(spinlock_lock& lk)`: gives up the wait; true when it is
+///     withdrawn and will not complete (it may release `lk`), false when
+///     completion is already under way or must be awaited (an Asio operation
+///     being cancelled): the loop then waits for it, uninterruptibly.
+///
+/// Returns `completed` also when a withdrawal had to wait for completion;
+/// `ec` then still holds the interruption that started the withdrawal (an
+/// aborted Asio operation reports that reason instead of operation_aborted).
+template <class Site>
+park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_info& info, steady_time own_deadline,
+                 boost::system::error_code& ec) noexcept {
+  ec.clear();
+  boost::fibers::context* self = boost::fibers::context::active();
+  bool withdrawing = false;
+  park_result reason = park_result::interrupted;
+  for (;;) {
+    if (site.completed()) break;
+    if (!withdrawing) {
+      ec = wc.pending_interrupt();
+      if (!ec && own_deadline != no_deadline && std::chrono::steady_clock::now() >= own_deadline)
+        reason = park_result::deadline;
+      if (ec || reason == park_result::deadline) {
+        if (site.withdraw(lk)) {
+          if (lk.owns_lock()) lk.unlock();
+          return reason;
+        }
+        withdrawing = true;
+        continue;
+      }
+    }
+    boost::fibers::waker w = self->create_waker();
+    site.arm(w);
+    steady_time deadline = no_deadline;
+    if (!withdrawing) {
+      deadline = wc.interrupt_deadline();
+      if (own_deadline < deadline) deadline = own_deadline;
+    }
+    wc.enter_wait(&info, withdrawing ? nullptr : &w);
+    if (deadline == no_deadline)
+      self->suspend(lk);
+    else
+      self->wait_until(deadline, lk, boost::fibers::waker(w));
+    wc.leave_wait();
+    lk.lock();
+  }
+  if (lk.owns_lock()) lk.unlock();
+  return park_result::completed;
+}
+
+/// A site for a context that waits on nothing but time or interruption
+/// (sleep): it never completes and withdraws at once.
+struct time_site {
+  bool completed() const noexcept { return false; }
+  void arm(const boost::fibers::waker&) noexcept {}
+  bool withdraw(spinlock_lock&) noexcept { return true; }
+};
+
+/// A site completed by a flag that another context sets (under the same
+/// lock) before waking the stored waker; withdraws at once.
+struct flag_site {
+  bool done = false;
+  bool armed = false;
+  boost::fibers::waker waker;
+
+  bool completed() const noexcept { return done; }
+  void arm(const boost::fibers::waker& w) noexcept {
+    waker = w;
+    armed = true;
+  }
+  bool withdraw(spinlock_lock&) noexcept { return true; }
+  /// Called by the completer with the lock held.
+  void complete() noexcept {
+    done = true;
+    if (armed) waker.wake();
+  }
+};
+
+} // namespace coop::detail

@@ -1,0 +1,113 @@
+// coop/detail/task_state.hpp — the control block behind coop::task, and how
+// fibers are launched.
+#pragma once
+
+#include <coop/detail/wait_queue.hpp>
+#include <coop/detail/worker.hpp>
+#include <coop/error.hpp>
+
+#include <boost/context/fiber.hpp> // forced_unwind, for either Boost.Context backend
+#include <boost/fiber/fiber.hpp>
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+namespace coop::detail {
+
+/// Control block shared by a spawned fiber and its `task` handle.
+/// Thread-safe: the handle may be used from any thread.
+class task_base {
+public:
+  task_base() = default;
+  task_base(const task_base&) = delete;
+  task_base& operator=(const task_base&) = delete;
+  virtual ~task_base(); // logs an exception nobody retrieved
+
+  /// On w's thread (or before the task is shared): attaches the fiber's state.
+  void bind(worker& w, fiber_state* fs) noexcept {
+    owner_ = &w;
+    fs_ = fs;
+  }
+  /// Waits until the fiber finished, an interruption is due, or `deadline`.
+  /// Throws `usage_error` when a fiber would wait for itself.
+  park_result wait(boost::system::error_code& ec, steady_time deadline = no_deadline);
+  bool done() const noexcept;
+  /// Requests cancellation; thread-safe; harmless once finished.
+  void cancel(std::shared_ptr<task_base> self);
+  /// Rethrows the fiber's exception, if any; marks it observed.
+  void rethrow();
+
+protected:
+  void finish(std::exception_ptr error) noexcept;
+  /// On the fiber, before its function runs: false when cancelled before start.
+  bool starting() noexcept { return !(fs_ && fs_->cancel_requested); }
+
+private:
+  void cancel_here() noexcept;
+
+  mutable spinlock lock_;
+  wait_queue waiters_;
+  bool done_ = false;
+  bool observed_ = false;
+  std::exception_ptr error_;
+  worker* owner_ = nullptr;
+  fiber_state* fs_ = nullptr; // valid on the owner thread from launch until finish()
+};
+
+template <class R> class task_state final : public task_base {
+public:
+  template <class F> void run(F& fn) {
+    if (!starting()) return finish(std::make_exception_ptr(cancelled()));
+    try {
+      if constexpr (std::is_void_v<R>)
+        std::invoke(fn);
+      else
+        value_.emplace(std::invoke(fn));
+      finish(nullptr);
+    } catch (const boost::context::detail::forced_unwind&) {
+      finish(std::make_exception_ptr(cancelled()));
+      throw;
+    } catch (...) {
+      finish(std::current_exception());
+    }
+  }
+  /// The result, once; `usage_error` the second time.
+  R take() {
+    if constexpr (!std::is_void_v<R>) {
+      if (taken_) throw usage_error("coop::task::get: the result was already taken (get() moves it out once)");
+      taken_ = true;
+      return std::move(*value_);
+    }
+  }
+
+private:
+  std::optional<std::conditional_t<std::is_void_v<R>, char, R>> value_;
+  bool taken_ = false;
+};
+
+/// Starts `body` as a detached Boost.Fiber fiber on worker `w`; must run on
+/// w's thread. The fiber shares ownership of the task's control block.
+template <class Body> void launch_fiber(worker& w, std::shared_ptr<task_base> st, Body&& body) {
+  auto fs = std::make_unique<fiber_state>(nullptr);
+  fs->owner = &w;
+  fs->task = st.get();
+  st->bind(w, fs.get());
+  boost::fibers::fiber f(boost::fibers::launch::post, static_cast<boost::fibers::fiber_properties*>(fs.get()),
+                         std::allocator_arg, pool_allocator(w.stacks),
+                         [&w, keep = std::move(st), b = std::forward<Body>(body)]() mutable {
+                           b();
+                           keep.reset();
+                           w.fiber_finished();
+                         });
+  fs.release(); // the fiber's context owns its properties now
+  w.fiber_started();
+  f.detach();
+}
+
+template <class F> using spawn_result_t = std::invoke_result_t<std::decay_t<F>&>;
+
+} // namespace coop::detail

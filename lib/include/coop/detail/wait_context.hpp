@@ -1,0 +1,124 @@
+// coop/detail/wait_context.hpp — what decides whether and why a blocking call
+// is interrupted: one record per fiber and one per plain thread.
+#pragma once
+
+#include <coop/error.hpp>
+
+#include <boost/fiber/waker.hpp>
+
+#include <chrono>
+
+namespace coop::detail {
+
+using steady_time = std::chrono::steady_clock::time_point;
+inline constexpr steady_time no_deadline = (steady_time::max)();
+
+/// One entry of a context's chain of `coop::timeout` scopes (innermost first).
+struct timeout_node {
+  timeout_node* outer = nullptr;
+  steady_time deadline{};
+  int shield_depth = 0;  ///< the context's shield depth when the scope began
+  bool expired = false;  ///< latched the first time a wait finds the deadline passed
+  bool disarmed = false; ///< `timeout::cancel()` was called
+};
+
+/// What a parked fiber or thread waits on, published while it waits (for
+/// diagnostics such as a fiber dump). Points to static strings and objects
+/// that outlive the wait.
+struct wait_info {
+  const char* what = "";        ///< "channel pop", "read", "sleep", ...
+  const void* object = nullptr; ///< the channel, task, socket... waited on
+  int fd = -1;                  ///< the descriptor, for socket waits
+};
+
+/// The interruption state of one execution context: a fiber of a coop runtime
+/// (part of its `fiber_state`) or a plain thread (thread-local). This is the
+/// single place that implements coop's interruption rules (docs/runtime.md):
+///
+/// - a blocking call fails at entry, without waiting, when `pending_interrupt()`
+///   is set (and a fiber first lets the other fibers of its thread run);
+/// - a waiting call is woken by a cancel or an expired timeout only when that
+///   interruption is due, i.e. not covered by a `coop::shield`;
+/// - a woken wait reports exactly why it ended: its own completion (which
+///   always wins, so nothing is lost), or `pending_interrupt()`.
+///
+/// Touched only by its own thread (cross-thread cancels are posted there).
+class wait_context {
+public:
+  bool cancel_requested = false; ///< `task::cancel()` reached this fiber
+  int shield_depth = 0;          ///< live `coop::shield` scopes
+  timeout_node* timeouts = nullptr;
+
+  /// The interruption a blocking call must fail with now, or success.
+  /// Cancellation first (unless shielded), then the innermost expired timeout
+  /// that no shield covers (a timeout created inside a shield still applies).
+  boost::system::error_code pending_interrupt() noexcept {
+    if (cancel_requested && shield_depth == 0) return make_error_code(errc::cancelled);
+    if (!timeouts) return {};
+    return timeout_due();
+  }
+
+  /// The earliest deadline at which an unshielded timeout will interrupt a
+  /// wait (`no_deadline` if none).
+  steady_time interrupt_deadline() const noexcept {
+    steady_time earliest = no_deadline;
+    for (timeout_node* t = timeouts; t; t = t->outer)
+      if (!t->disarmed && t->shield_depth >= shield_depth && t->deadline < earliest) earliest = t->deadline;
+    return earliest;
+  }
+
+  /// The entry check of every blocking call: true (and `ec` set) when an
+  /// interruption is due. A fiber then yields once, so that a loop retrying a
+  /// failing call cannot starve the other fibers of its thread.
+  bool checkpoint(boost::system::error_code& ec) noexcept {
+    ec = pending_interrupt();
+    if (!ec) return false;
+    yield_after_failure();
+    return true;
+  }
+
+  /// On the owner thread: marks the fiber cancelled and, when that is due
+  /// now (no shield), wakes its current wait.
+  void request_cancel() noexcept {
+    cancel_requested = true;
+    if (parked_waker_ && pending_interrupt()) parked_waker_->wake();
+  }
+
+  /// Set by `park` while the context waits; the waker that an interruption uses.
+  void enter_wait(const wait_info* info, const boost::fibers::waker* interruptible) noexcept {
+    waiting_on_ = info;
+    parked_waker_ = interruptible;
+  }
+  void leave_wait() noexcept {
+    waiting_on_ = nullptr;
+    parked_waker_ = nullptr;
+  }
+  const wait_info* waiting_on() const noexcept { return waiting_on_; }
+
+  /// Links `t` as the innermost timeout; `unlink` removes it wherever it is
+  /// (scopes held in optionals may end out of order).
+  void link(timeout_node& t) noexcept {
+    t.outer = timeouts;
+    t.shield_depth = shield_depth;
+    timeouts = &t;
+  }
+  void unlink(timeout_node& t) noexcept {
+    for (timeout_node** p = &timeouts; *p; p = &(*p)->outer)
+      if (*p == &t) {
+        *p = t.outer;
+        return;
+      }
+  }
+
+private:
+  boost::system::error_code timeout_due() noexcept;
+  void yield_after_failure() noexcept;
+
+  const wait_info* waiting_on_ = nullptr;
+  const boost::fibers::waker* parked_waker_ = nullptr;
+};
+
+/// The wait context of the caller: its fiber's, or its plain thread's.
+wait_context& current_wait_context() noexcept;
+
+} // namespace coop::detail
