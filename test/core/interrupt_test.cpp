@@ -36,7 +36,7 @@ template <class F> void expect_cancel(F blocking) {
     blocking();
     reached_after = true;
   });
-  coop::sleep_for(5ms); // let it block
+  coop::this_fiber::yield(); // same thread: the other fiber runs up to its wait
   t.cancel();
   BOOST_CHECK_THROW(t.get(), coop::cancelled);
   BOOST_TEST(!reached_after);
@@ -192,7 +192,7 @@ COOP_TEST_CASE(cancel_is_sticky_until_the_fiber_exits) {
       }
     }
   });
-  coop::sleep_for(1ms);
+  coop::this_fiber::yield(); // same thread: the other fiber runs up to its wait
   t.cancel();
   t.join();
   BOOST_TEST(failures == 3);
@@ -218,7 +218,7 @@ COOP_TEST_CASE(shield_defers_cancellation_for_clean_up) {
       throw;
     }
   });
-  coop::sleep_for(1ms);
+  coop::this_fiber::yield(); // same thread: the other fiber runs up to its wait
   t.cancel();
   BOOST_CHECK_THROW(t.get(), coop::cancelled);
   BOOST_TEST(cleaned_up);
@@ -232,7 +232,7 @@ COOP_TEST_CASE(a_closed_socket_wakes_its_reader_with_an_error) {
     p.server.read_some(boost::asio::buffer(buf), ec);
     return ec;
   });
-  coop::sleep_for(5ms);
+  coop::this_fiber::yield(); // same thread: the other fiber runs up to its wait
   p.server.close();
   BOOST_TEST((reader.get() == boost::asio::error::operation_aborted));
 }

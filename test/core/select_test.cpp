@@ -19,10 +19,7 @@ COOP_TEST_CASE(select_takes_whichever_channel_has_an_item) {
 COOP_TEST_CASE(select_parks_until_a_case_completes_and_does_only_that_one) {
   coop::channel<int> a(0), b(0);
   std::optional<int> x, y;
-  auto sender = coop::spawn([&] {
-    coop::sleep_for(5ms);
-    b.push(7);
-  });
+  auto sender = coop::spawn([&] { b.push(7); }); // runs once select has parked (same thread)
   auto r = coop::select(coop::recv(a, x), coop::recv(b, y));
   BOOST_TEST(r.index == 1u);
   BOOST_TEST(*y == 7);
@@ -56,10 +53,7 @@ COOP_TEST_CASE(a_losing_send_case_keeps_its_item) {
 COOP_TEST_CASE(select_reports_a_closed_channel) {
   coop::channel<int> a(1), b(1);
   std::optional<int> x, y;
-  auto closer = coop::spawn([&] {
-    coop::sleep_for(2ms);
-    a.close();
-  });
+  auto closer = coop::spawn([&] { a.close(); }); // runs once select has parked
   auto r = coop::select(coop::recv(a, x), coop::recv(b, y));
   BOOST_TEST(r.index == 0u);
   BOOST_TEST((r.status == coop::channel_status::closed));
@@ -74,7 +68,7 @@ COOP_TEST_CASE(select_times_out_and_is_cancellable) {
     BOOST_CHECK_THROW(coop::select(coop::recv(a, x), coop::recv(b, y)), coop::timeout_error);
   }
   auto waiter = coop::spawn([&] { coop::select(coop::recv(a, x), coop::recv(b, y)); });
-  coop::sleep_for(2ms);
+  coop::this_fiber::yield(); // same thread: the other fiber runs up to its wait
   waiter.cancel();
   BOOST_CHECK_THROW(waiter.get(), coop::cancelled);
   // Interrupted selects left no waiters: items pushed now stay in the channels.

@@ -21,10 +21,40 @@ using namespace std::chrono_literals;
 /// Thread counts that multi-thread tests run with.
 inline constexpr unsigned runtime_sizes[] = {1, 2, 4};
 
+/// A test case whose body runs once on a runtime of each size in
+/// `runtime_sizes` (as marl runs its scheduler tests over several worker
+/// counts): the body runs in a fiber of thread 0 and gets the runtime, to
+/// place fibers with `rt.spawn_on(i % rt.size(), ...)`. The runtime's
+/// destructor checks that every fiber ended.
+#define COOP_MT_TEST_CASE(name)                                                                                        \
+  static void name##_body(coop::runtime& rt);                                                                          \
+  BOOST_AUTO_TEST_CASE(name) {                                                                                         \
+    for (unsigned threads : runtime_sizes) {                                                                           \
+      BOOST_TEST_CONTEXT("runtime threads: " << threads) {                                                             \
+        coop::runtime rt(threads);                                                                                     \
+        rt.spawn_on(0, [&rt] { name##_body(rt); }).get();                                                              \
+      }                                                                                                                \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  static void name##_body(coop::runtime& rt)
+
 namespace test_support {
 
 inline boost::asio::ip::tcp::endpoint loopback() {
   return {boost::asio::ip::make_address("127.0.0.1"), 0};
+}
+
+/// Lets the other fibers of this thread run until `cond()` holds (bounded:
+/// fails the test after 10 s). Replaces sleeps as a way to order fibers.
+template <class Cond> void yield_until(Cond cond) {
+  auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > give_up) {
+      BOOST_FAIL("yield_until: condition never held");
+      return;
+    }
+    coop::this_fiber::yield();
+  }
 }
 
 /// Elapsed time of `fn`, for assertions about ordering (never about speed).
