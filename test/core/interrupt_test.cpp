@@ -6,19 +6,7 @@
 
 namespace {
 
-/// A connected pair of streams on the calling runtime thread.
-struct stream_pair {
-  coop::net::tcp_stream client;
-  coop::net::tcp_stream server;
-};
-
-stream_pair make_pair() {
-  coop::net::tcp_listener l(test_support::loopback());
-  auto port = l.local_endpoint().port();
-  auto c = coop::spawn([port] { return coop::net::connect("127.0.0.1", port); });
-  auto s = l.accept();
-  return {c.get(), std::move(s)};
-}
+using test_support::connected_pair;
 
 /// Runs `blocking` in a fiber under a 20 ms timeout; checks it fails with timed_out.
 template <class F> void expect_timeout(F blocking) {
@@ -52,7 +40,7 @@ COOP_TEST_CASE(cancel_interrupts_sleep) {
 }
 
 COOP_TEST_CASE(timeout_and_cancel_interrupt_read_some) {
-  auto p = make_pair();
+  auto p = connected_pair();
   std::array<char, 16> buf;
   expect_timeout([&] { p.server.read_some(boost::asio::buffer(buf)); });
   expect_cancel([&] { p.server.read_some(boost::asio::buffer(buf)); });
@@ -62,7 +50,7 @@ COOP_TEST_CASE(timeout_and_cancel_interrupt_read_some) {
 }
 
 COOP_TEST_CASE(timeout_and_cancel_interrupt_read_exact_and_read_until) {
-  auto p = make_pair();
+  auto p = connected_pair();
   std::array<char, 16> buf;
   std::string line;
   expect_timeout([&] { p.server.read_exact(boost::asio::buffer(buf)); });
@@ -72,10 +60,10 @@ COOP_TEST_CASE(timeout_and_cancel_interrupt_read_exact_and_read_until) {
 }
 
 COOP_TEST_CASE(timeout_and_cancel_interrupt_write_all_to_a_peer_that_does_not_read) {
-  auto p = make_pair();
+  auto p = connected_pair();
   std::string big(64 << 20, 'x'); // more than the socket buffers hold
   expect_timeout([&] { p.client.write_all(boost::asio::buffer(big)); });
-  auto q = make_pair();
+  auto q = connected_pair();
   expect_cancel([&] { q.client.write_all(boost::asio::buffer(big)); });
 }
 
@@ -225,7 +213,7 @@ COOP_TEST_CASE(shield_defers_cancellation_for_clean_up) {
 }
 
 COOP_TEST_CASE(a_closed_socket_wakes_its_reader_with_an_error) {
-  auto p = make_pair();
+  auto p = connected_pair();
   auto reader = coop::spawn([&] {
     std::array<char, 8> buf;
     boost::system::error_code ec;

@@ -88,19 +88,7 @@ std::string current_case() {
   }                                                                                                                    \
   static void name##_body()
 
-/// A connected pair of streams on the calling runtime thread.
-struct stream_pair {
-  coop::net::tcp_stream client;
-  coop::net::tcp_stream server;
-};
-
-stream_pair connected_pair() {
-  coop::net::tcp_listener l(test_support::loopback());
-  auto port = l.local_endpoint().port();
-  auto c = coop::spawn([port] { return coop::net::connect("127.0.0.1", port); });
-  auto s = l.accept();
-  return {c.get(), std::move(s)};
-}
+using test_support::connected_pair;
 
 /// Describes how a call ended, for checks on fibers (where BOOST_TEST of the
 /// exception type would be awkward) and on plain threads (where Boost.Test

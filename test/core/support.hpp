@@ -44,6 +44,20 @@ inline boost::asio::ip::tcp::endpoint loopback() {
   return {boost::asio::ip::make_address("127.0.0.1"), 0};
 }
 
+/// A connected pair of streams on the calling runtime thread.
+struct stream_pair {
+  coop::net::tcp_stream client;
+  coop::net::tcp_stream server;
+};
+
+inline stream_pair connected_pair() {
+  coop::net::tcp_listener l(loopback());
+  auto port = l.local_endpoint().port();
+  auto c = coop::spawn([port] { return coop::net::connect("127.0.0.1", port); });
+  auto s = l.accept();
+  return {c.get(), std::move(s)};
+}
+
 /// Lets the other fibers of this thread run until `cond()` holds (bounded:
 /// fails the test after 10 s). Replaces sleeps as a way to order fibers.
 template <class Cond> void yield_until(Cond cond) {
