@@ -5,7 +5,8 @@ import signal
 import socket
 import time
 
-from samplelib import App, IO_TIMEOUT, LineReader, check, check_cli, check_eq, connect, main, recv_all
+from samplelib import (App, IO_TIMEOUT, LineReader, check, check_cli, check_eq, connect, flood_then_stop, main,
+                       recv_all)
 
 
 class Client:
@@ -173,6 +174,10 @@ def sigterm_with_clients(binary):
     app2.stop(signal.SIGINT)
 
 
+def sigterm_during_connect_flood(binary):
+    flood_then_stop(App([binary, "--port", "0"]))
+
+
 def cli(binary):
     check_cli(binary, [
         ["--queue", "0"],
@@ -191,5 +196,6 @@ if __name__ == "__main__":
         "long_line": long_line,
         "slow_client": slow_client,
         "sigterm_with_clients": sigterm_with_clients,
+        "sigterm_during_connect_flood": sigterm_during_connect_flood,
         "cli": cli,
     })

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 
-from samplelib import App, IO_TIMEOUT, check, check_cli, check_eq, connect, main, recv_all
+from samplelib import App, IO_TIMEOUT, check, check_cli, check_eq, connect, flood_then_stop, main, recv_all
 
 HELLO = b"Hello, world!\n"
 
@@ -201,6 +201,10 @@ def sigterm_with_clients(binary, threads="1"):
     app2.stop(signal.SIGINT)
 
 
+def sigterm_during_connect_flood(binary, threads="1"):
+    flood_then_stop(start(binary, threads))
+
+
 def cli(binary, *_):
     check_cli(binary, [
         ["--threads", "0"],
@@ -218,5 +222,6 @@ if __name__ == "__main__":
         "bad_request": bad_request,
         "wrk": wrk,
         "sigterm_with_clients": sigterm_with_clients,
+        "sigterm_during_connect_flood": sigterm_during_connect_flood,
         "cli": cli,
     })

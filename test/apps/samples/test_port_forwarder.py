@@ -10,7 +10,8 @@ import signal
 import socket
 import threading
 
-from samplelib import App, IO_TIMEOUT, check, check_cli, check_eq, connect, main, recv_all, recv_exact
+from samplelib import (App, IO_TIMEOUT, check, check_cli, check_eq, connect, flood_then_stop, main, recv_all,
+                       recv_exact)
 
 
 class Upstream:
@@ -219,6 +220,11 @@ def sigterm_with_clients(binary):
     fwd2.stop(signal.SIGINT)
 
 
+def sigterm_during_connect_flood(binary):
+    up = Upstream(echo_handler)
+    flood_then_stop(start_forwarder(binary, up.port))
+
+
 def cli(binary):
     check_cli(binary, [
         [],  # --to is required
@@ -241,5 +247,6 @@ if __name__ == "__main__":
         "large_transfer": large_transfer,
         "upstream_down": upstream_down,
         "sigterm_with_clients": sigterm_with_clients,
+        "sigterm_during_connect_flood": sigterm_during_connect_flood,
         "cli": cli,
     })
