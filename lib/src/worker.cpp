@@ -31,6 +31,7 @@ void worker::attach() {
   if (this_thread_worker) throw usage_error("coop: this thread already runs a coop runtime (nested coop::run?)");
   boost::fibers::use_scheduling_algorithm<scheduler>(*this);
   this_thread_worker = this;
+  install_overflow_handler();
 }
 
 void worker::wait_and_detach(bool until_stopped) {
@@ -53,6 +54,7 @@ void worker::wait_and_detach(bool until_stopped) {
   boost::this_fiber::yield();
   boost::fibers::use_scheduling_algorithm<boost::fibers::algo::round_robin>();
   this_thread_worker = nullptr;
+  remove_overflow_stack();
 }
 
 void worker::request_stop() {
