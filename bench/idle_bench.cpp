@@ -1,7 +1,8 @@
 // bench/idle_bench.cpp — what an idle runtime costs: a coop listener waiting in
 // accept() with no clients, against a plain thread blocked in accept(2), over
-// the same period. Reports CPU time and context switches (wake-ups) of each;
-// a runtime that polls shows up as both.
+// the same period; then a runtime whose fibers are parked on an event, a
+// semaphore, a mutex, a wait_group and an async_result. Reports CPU time and
+// context switches (wake-ups) of each; a runtime that polls shows up as both.
 //
 //   idle_bench [SECONDS]      (default 3)
 #include <coop/coop.hpp>
@@ -14,8 +15,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -76,6 +79,34 @@ int main(int argc, char** argv) {
     }
     usage after = thread_usage();
     report("coop: runtime idle in accept", before, after, seconds);
+  });
+
+  // coop: one fiber parked on each synchronisation primitive; the main fiber sleeps.
+  coop::run([&] {
+    coop::event ev;
+    coop::semaphore sem(0);
+    coop::mutex m;
+    coop::wait_group wg;
+    coop::async_result<int> result;
+    m.lock();
+    wg.add(1);
+    std::vector<coop::task<void>> parked;
+    parked.push_back(coop::spawn([&] { ev.wait(); }));
+    parked.push_back(coop::spawn([&] { sem.acquire(); }));
+    parked.push_back(coop::spawn([&] { std::lock_guard lock(m); }));
+    parked.push_back(coop::spawn([&] { wg.wait(); }));
+    parked.push_back(coop::spawn([&] { (void)result.get(); }));
+    coop::this_fiber::yield(); // all five park
+    usage before = thread_usage();
+    coop::sleep_for(period);
+    usage after = thread_usage();
+    report("coop: 5 fibers parked on sync", before, after, seconds);
+    ev.set();
+    sem.release();
+    m.unlock();
+    wg.done();
+    result.set(0);
+    coop::join_all(parked);
   });
   return 0;
 }
