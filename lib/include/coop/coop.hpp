@@ -9,6 +9,7 @@
 #include <coop/net/serve.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
+#include <coop/net/tls.hpp>
 #include <coop/run.hpp>
 #include <coop/runtime.hpp>
 #include <coop/select.hpp>
