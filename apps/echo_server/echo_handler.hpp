@@ -1,13 +1,16 @@
 // apps/echo_server/echo_handler.hpp — the echo connection handler, written once
-// against coop::net::tcp_stream.
+// against coop's stream calls (read_some, write_all).
 //
 // echo_server runs this same function in a fiber (--mode fiber: every read and
 // write yields the fiber) or on an OS thread of its own inside a
 // coop::blocking_scope (--mode thread: every read and write blocks the thread
-// in the kernel). Only where it runs differs; the source is this one.
+// in the kernel). Only where it runs differs; the source is this one. With
+// --tls-cert/--tls-key (fiber mode) it runs over a coop::net::tls_stream
+// instead of the tcp_stream: the same source again, only the stream differs.
 #pragma once
 
 #include <coop/coop.hpp>
+#include <coop/net/tls.hpp>
 
 #include <array>
 #include <chrono>
@@ -28,12 +31,23 @@ struct handler_options {
 /// fiber's or thread's stack, so both modes pay for it the same way.
 inline constexpr std::size_t echo_buffer_size = 16 * 1024;
 
+/// Ends our sending side after the peer has ended its: a TCP half-close, or
+/// TLS's close_notify (which answers the peer's, so it does not wait).
+inline void end_sending(coop::net::tcp_stream& stream, boost::system::error_code& ec) {
+  stream.shutdown_send(ec);
+}
+inline void end_sending(coop::net::tls_stream& stream, boost::system::error_code& ec) {
+  stream.shutdown(ec);
+}
+
 /// Echoes every byte `stream` receives until the peer closes its sending side,
-/// then half-closes ours (everything received has been written back by then).
+/// then closes ours (everything received has been written back by then).
 /// Returns why it stopped: `eof` for a clean end, otherwise the error (reset,
-/// broken pipe, `coop::errc::timed_out` when idle, `coop::errc::cancelled`).
-/// Never throws for I/O problems. The caller owns the stream and closes it.
-inline boost::system::error_code echo_connection(coop::net::tcp_stream& stream, const handler_options& opts = {}) {
+/// broken pipe, `coop::errc::timed_out` when idle, `coop::errc::cancelled`,
+/// for TLS `ssl::error::stream_truncated` when the peer closed TCP without
+/// close_notify). Never throws for I/O problems. The caller owns the stream
+/// and closes it. `Stream` is `coop::net::tcp_stream` or `coop::net::tls_stream`.
+template <class Stream> boost::system::error_code echo_connection(Stream& stream, const handler_options& opts = {}) {
   std::array<char, echo_buffer_size> buffer;
   boost::system::error_code ec;
   for (;;) {
@@ -52,8 +66,10 @@ inline boost::system::error_code echo_connection(coop::net::tcp_stream& stream, 
     if (ec) break;
   }
   if (ec == boost::asio::error::eof) {
+    std::optional<coop::timeout> idle;
+    if (opts.idle_timeout.count() > 0) idle.emplace(opts.idle_timeout);
     boost::system::error_code ignored; // the peer may be gone already; nothing left to tell it
-    stream.shutdown_send(ignored);
+    end_sending(stream, ignored);
   }
   return ec;
 }

@@ -1,10 +1,12 @@
 // apps/echo_server/fiber_server.cpp — --mode fiber: one fiber per connection on
-// coop's runtime; N runtime threads, each with its own SO_REUSEPORT listener.
+// coop's runtime; N runtime threads, each with its own SO_REUSEPORT listener;
+// TLS (coop::net::tls_stream) when configured.
 #include "echo_handler.hpp"
 #include "server.hpp"
 
 #include <app.hpp>
 #include <coop/coop.hpp>
+#include <coop/net/tls.hpp>
 
 #include <optional>
 #include <vector>
@@ -42,7 +44,18 @@ void accept_loop(shard& sh, const server_config& config, server_stats& stats) {
           server_stats& stats;
           ~release() { stats.live.fetch_sub(1, std::memory_order_relaxed); }
         } on_exit{stats};
-        echo_connection(stream, options);
+        if (!config.tls) {
+          echo_connection(stream, options);
+          return;
+        }
+        boost::system::error_code ec;
+        auto tls = [&] {
+          coop::timeout handshake(options.idle_timeout.count() > 0
+                                      ? options.idle_timeout
+                                      : std::chrono::milliseconds(default_handshake_timeout));
+          return coop::net::tls_accept(std::move(stream), *config.tls, ec);
+        }();
+        if (!ec) echo_connection(tls, options); // a failed handshake just ends the connection
       },
       serve_options);
   sh.listener->close();

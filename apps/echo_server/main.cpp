@@ -4,6 +4,7 @@
 #include "server.hpp"
 
 #include <app.hpp>
+#include <coop/net/tls.hpp>
 
 #include <pthread.h>
 
@@ -45,7 +46,11 @@ const char* const summary = "A concurrent TCP echo server: every byte a client s
                             "(the client reads end of stream). When accept runs out of file descriptors\n"
                             "the server pauses accepting (1 ms, doubling up to 100 ms) and keeps serving.\n"
                             "SIGINT/SIGTERM: stop accepting, let connections finish until --drain-timeout,\n"
-                            "then close the rest and exit 0. Prints one line 'listening on HOST:PORT'.";
+                            "then close the rest and exit 0. Prints one line 'listening on HOST:PORT'.\n"
+                            "\n"
+                            "TLS (fiber mode): --tls-cert and --tls-key serve TLS 1.2+ on the port instead;\n"
+                            "the handshake is bounded by --idle-timeout, or 10 s without one. A client's\n"
+                            "close_notify is answered with ours (TLS's half-close).";
 
 std::chrono::milliseconds seconds_option(const char* name, double seconds) {
   if (!(seconds >= 0) || seconds > 1e6)
@@ -59,7 +64,7 @@ int main(int argc, char** argv) {
   namespace po = coop_app::po;
   const std::string name = "echo_server";
   int port = -1;
-  std::string host, mode;
+  std::string host, mode, tls_cert, tls_key;
   unsigned threads = 1;
   std::size_t max_connections = 0;
   double idle_timeout = 0, drain_timeout = 5;
@@ -75,7 +80,10 @@ int main(int argc, char** argv) {
       ("idle-timeout", po::value(&idle_timeout)->default_value(0),
        "close a connection when no data moved for SECONDS (0: never)")
       ("drain-timeout", po::value(&drain_timeout)->default_value(5),
-       "after SIGINT/SIGTERM, wait this many SECONDS for connections to finish");
+       "after SIGINT/SIGTERM, wait this many SECONDS for connections to finish")
+      ("tls-cert", po::value(&tls_cert)->value_name("FILE"),
+       "serve TLS (fiber mode) with this certificate chain (PEM); needs --tls-key")
+      ("tls-key", po::value(&tls_key)->value_name("FILE"), "the certificate's private key (PEM, unencrypted)");
   // clang-format on
   coop_app::parse(argc, argv, name, summary, options);
 
@@ -89,6 +97,16 @@ int main(int argc, char** argv) {
   config.max_connections = max_connections;
   config.idle_timeout = seconds_option("idle-timeout", idle_timeout);
   config.drain_timeout = seconds_option("drain-timeout", drain_timeout);
+  if (tls_cert.empty() != tls_key.empty()) coop_app::usage_error(name, "--tls-cert and --tls-key go together");
+  if (!tls_cert.empty()) {
+    if (mode != "fiber") coop_app::usage_error(name, "--tls-cert/--tls-key need --mode fiber");
+    try {
+      config.tls = std::make_shared<coop::net::ssl::context>(coop::net::tls_server_context(tls_cert, tls_key));
+    } catch (const std::exception& e) {
+      std::cerr << name << ": error: " << e.what() << std::endl; // one line: the file and OpenSSL's reason
+      return 2;
+    }
+  }
 
   // Before any thread starts: every thread inherits this mask, so SIGINT and
   // SIGTERM wait for wait_for_stop_signal() instead of killing the process.

@@ -3,12 +3,14 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 
 namespace echo {
@@ -20,7 +22,13 @@ struct server_config {
   std::chrono::milliseconds idle_timeout{0};     ///< 0: never
   std::chrono::milliseconds drain_timeout{5000}; ///< after SIGINT/SIGTERM
   std::size_t thread_stack_size = 128 * 1024;    ///< per-connection stack, both modes
+  /// Set: serve TLS with this context (--tls-cert/--tls-key; fiber mode only).
+  /// Shared by every runtime thread; read-only once loaded.
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
+
+/// How long a TLS handshake may take when no --idle-timeout bounds it.
+inline constexpr std::chrono::seconds default_handshake_timeout{10};
 
 /// Counters shared by every thread of the server.
 struct server_stats {

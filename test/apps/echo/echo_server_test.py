@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Integration tests of echo_server (and loadgen), run as processes over loopback.
 
-    echo_server_test.py --server PATH [--loadgen PATH] [--mode fiber|thread] CASE
+    echo_server_test.py --server PATH [--loadgen PATH] [--openssl PATH] [--mode fiber|thread] CASE
 
 Each CASE starts its own echo_server on a port the kernel picks (port 0, read
 back from the "listening on" line), talks to it with real sockets and exits
-non-zero on the first failed check. Python 3 standard library only.
+non-zero on the first failed check. Python 3 standard library only; the tls_*
+cases also run the openssl command line tool (a certificate made at test time,
+`openssl s_client` as a real client).
 """
 
 import argparse
@@ -17,6 +19,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -494,6 +497,137 @@ def case_compare_smoke():
                 check(f.read(8) == b"\x89PNG\r\n\x1a\n", "compare.png is not a PNG")
 
 
+# ---------------------------------------------------------------- TLS (fiber mode)
+
+
+class Certificate:
+    """A self-signed certificate for localhost and 127.0.0.1, made by `openssl req`
+    in a temporary directory that is removed when the block ends."""
+
+    def __enter__(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.cert = os.path.join(self.dir.name, "cert.pem")
+        self.key = os.path.join(self.dir.name, "key.pem")
+        r = subprocess.run([ARGS.openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+                            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-days", "1",
+                            "-keyout", self.key, "-out", self.cert], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"openssl req failed: {r.stderr}")
+        return self
+
+    def __exit__(self, *exc):
+        self.dir.cleanup()
+
+    def server(self, *extra):
+        return Server("--tls-cert", self.cert, "--tls-key", self.key, *extra, mode="fiber")
+
+
+def s_client(cert, port, verify_name):
+    """`openssl s_client` verifying the server's certificate against `cert` and `verify_name`."""
+    return [ARGS.openssl, "s_client", "-connect", f"{HOST}:{port}", "-quiet", "-verify_return_error",
+            "-CAfile", cert, "-servername", "localhost", "-verify_hostname", verify_name]
+
+
+def case_tls_s_client():
+    """openssl s_client (verifying the certificate and host name) gets its lines echoed;
+    a client expecting another host name is rejected in the handshake."""
+    with Certificate() as cert, cert.server() as server:
+        client = subprocess.Popen(s_client(cert.cert, server.port, "localhost"), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            for line in (b"hello over tls\n", b"x" * 5000 + b"\n"):
+                client.stdin.write(line)
+                client.stdin.flush()
+                got = read_line(client.stdout, timeout=15)
+                check(got == line, f"s_client got {got[:80]!r}, want {line[:80]!r}")
+        finally:
+            client.kill()
+            client.wait()
+            client.stdin.close()
+            client.stdout.close()
+            client.stderr.close()
+
+        try:
+            r = subprocess.run(s_client(cert.cert, server.port, "wronghost"), input=b"never echoed\n",
+                               capture_output=True, timeout=20)
+        except subprocess.TimeoutExpired:
+            fail("s_client -verify_hostname wronghost did not fail (it waited for data: the handshake passed)")
+        check(r.returncode != 0, "s_client -verify_hostname wronghost succeeded")
+        check(b"never echoed" not in r.stdout, "data went through despite the wrong host name")
+        check(b"hostname mismatch" in r.stderr, f"s_client did not report a host name mismatch: {r.stderr!r}")
+
+        check(server.alive(), "server died")
+        check(server.stop() == 0, f"exit status after SIGTERM; log:\n{server.log()}")
+
+
+def tls_connect(cert, port, timeout=10):
+    ctx = ssl.create_default_context(cafile=cert)
+    raw = socket.create_connection((HOST, port), timeout=timeout)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+
+
+def case_tls_python_client():
+    """Python's ssl module as client: byte-exact echoes, and a graceful close_notify exchange."""
+    rng = random.Random(11)
+    with Certificate() as cert, cert.server() as server:
+        with tls_connect(cert.cert, server.port) as c:
+            for n in (1, 100, 16383, 16384, 16385, 100_000):
+                data = rng.randbytes(n)
+                back = bytearray()
+                for i in range(0, n, 16384):  # one thread may not read and write an SSL socket at once
+                    chunk = data[i:i + 16384]
+                    c.sendall(chunk)
+                    while len(back) < i + len(chunk):
+                        got = c.recv(65536)
+                        check(got, f"end of stream after {len(back)} of {n} bytes")
+                        back += got
+                check(bytes(back) == data, f"echo of {n} bytes differs")
+            plain = c.unwrap()  # our close_notify; returns once the server answered with its own
+            check(plain.recv(1) == b"", "the server did not close after the TLS shutdown")
+            plain.close()
+        check(server.alive(), "server died")
+
+
+def case_tls_handshake_timeout():
+    """A client that never speaks TLS is dropped after --idle-timeout; one that speaks
+    something else fails its handshake; neither disturbs a TLS client."""
+    with Certificate() as cert, cert.server("--idle-timeout", "0.5") as server:
+        mute = server.connect()
+        started = time.monotonic()
+        with server.connect() as http:
+            http.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            try:
+                read_to_eof(http, 10)  # maybe a TLS alert, then the end
+            except ConnectionResetError:
+                pass
+        with tls_connect(cert.cert, server.port) as good:  # while the mute one waits
+            good.sendall(b"still fine")
+            check(good.recv(100) == b"still fine", "TLS client disturbed by bad clients")
+        check(read_to_eof(mute, 10) == b"", "the mute client received data")
+        check(time.monotonic() - started >= 0.4, "mute client dropped before the handshake timeout")
+        mute.close()
+        check(server.alive(), "server died")
+
+
+def case_tls_bad_arguments():
+    """TLS options: unusable files, a missing half, thread mode: exit 2 with one line."""
+    with Certificate() as cert:
+        for args, needle in (
+                (["--tls-cert", "/nonexistent/cert.pem", "--tls-key", cert.key], "/nonexistent/cert.pem"),
+                (["--tls-cert", cert.cert, "--tls-key", "/nonexistent/key.pem"], "/nonexistent/key.pem"),
+                (["--tls-cert", cert.cert, "--tls-key", cert.cert], cert.cert),  # not a key
+                (["--tls-cert", cert.cert], "--tls-key"),
+                (["--tls-key", cert.key], "--tls-cert"),
+                (["--tls-cert", cert.cert, "--tls-key", cert.key, "--mode", "thread"], "fiber")):
+            r = subprocess.run([ARGS.server, "--port", "0", *args], capture_output=True, text=True, timeout=10)
+            check(r.returncode == 2, f"echo_server {args}: exit {r.returncode}, want 2")
+            check(r.stdout == "", f"echo_server {args}: printed on stdout: {r.stdout!r}")
+            lines = r.stderr.splitlines()
+            check(len(lines) == 1 and lines[0].startswith("echo_server: error: ") and needle in lines[0],
+                  f"echo_server {args}: stderr {r.stderr!r}, want one line naming {needle!r}")
+    r = subprocess.run([ARGS.server, "--help"], capture_output=True, text=True, timeout=10)
+    check(r.returncode == 0 and "--tls-cert" in r.stdout and "--tls-key" in r.stdout, "--help lacks the TLS options")
+
+
 CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
 
 
@@ -502,6 +636,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--server", required=True)
     p.add_argument("--loadgen")
+    p.add_argument("--openssl", default="openssl", help="the openssl command line tool (tls_* cases)")
     p.add_argument("--mode", default="fiber", choices=["fiber", "thread"])
     p.add_argument("case", choices=sorted(CASES))
     ARGS = p.parse_args()

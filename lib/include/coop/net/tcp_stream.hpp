@@ -45,13 +45,13 @@ public:
 
   /// Reads at least one byte (unless `buffers` is empty); returns the count.
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
-    const detail::wait_info info{"read", this, socket_.native_handle()};
+    const coop::detail::wait_info info{"read", this, socket_.native_handle()};
     if (begin("coop::net::tcp_stream::read_some", ec))
-      return ec ? 0 : socket_.async_read_some(buffers, detail::yield_for(info, ec));
+      return ec ? 0 : socket_.async_read_some(buffers, coop::detail::yield_for(info, ec));
     if (ec) return 0;
     // Blocking mode: with a timeout, wait in poll() first; the read then
     // returns at once (one reader at a time).
-    if (detail::has_blocking_deadline() && !detail::wait_ready(socket_.native_handle(), false, ec)) return 0;
+    if (coop::detail::has_blocking_deadline() && !coop::detail::wait_ready(socket_.native_handle(), false, ec)) return 0;
     return socket_.read_some(buffers, ec);
   }
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers) {
@@ -63,9 +63,9 @@ public:
 
   /// Fills `buffers` completely; fails with `eof` if the peer closes first.
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
-    const detail::wait_info info{"read", this, socket_.native_handle()};
+    const coop::detail::wait_info info{"read", this, socket_.native_handle()};
     if (begin("coop::net::tcp_stream::read_exact", ec))
-      return ec ? 0 : boost::asio::async_read(socket_, buffers, detail::yield_for(info, ec));
+      return ec ? 0 : boost::asio::async_read(socket_, buffers, coop::detail::yield_for(info, ec));
     return ec ? 0 : boost::asio::read(*this, buffers, ec);
   }
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers) {
@@ -97,13 +97,13 @@ public:
       if (ec) return 0;
       std::size_t n = socket_.write_some(buffers, ec); // non-blocking attempt first
       if (ec != boost::asio::error::would_block) return n;
-      const detail::wait_info info{"write", this, socket_.native_handle()};
-      return socket_.async_write_some(buffers, detail::yield_for(info, ec));
+      const coop::detail::wait_info info{"write", this, socket_.native_handle()};
+      return socket_.async_write_some(buffers, coop::detail::yield_for(info, ec));
     }
     if (ec) return 0;
-    if (!detail::has_blocking_deadline()) return socket_.write_some(buffers, ec);
+    if (!coop::detail::has_blocking_deadline()) return socket_.write_some(buffers, ec);
     iovec iov[max_iov];
-    return detail::send_with_deadline(socket_.native_handle(), iov, detail::to_iovec(buffers, iov, max_iov), ec);
+    return coop::detail::send_with_deadline(socket_.native_handle(), iov, coop::detail::to_iovec(buffers, iov, max_iov), ec);
   }
   template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers) {
     boost::system::error_code ec;

@@ -1,0 +1,248 @@
+// coop/net/tls.hpp — TLS over a coop TCP stream (OpenSSL through Boost.Asio's ssl::stream).
+#pragma once
+
+#include <coop/detail/io_mode.hpp>
+#include <coop/error.hpp>
+#include <coop/net/tcp_stream.hpp>
+#include <coop/yield.hpp>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace coop::net {
+
+namespace ssl = boost::asio::ssl;
+
+/// A TLS connection with blocking-style calls that suspend only the calling
+/// fiber: `read_some`, `read_exact`, `read_until`, `write_some`, `write_all`,
+/// `handshake`, `shutdown`. Each comes as a pair: one throws
+/// `boost::system::system_error` (`coop::timeout_error`, `coop::cancelled`
+/// when interrupted), one reports into an `error_code&` given last. Every
+/// call, the handshake included, follows coop's interruption rules
+/// (`coop::timeout`, `task::cancel()`, `coop::shield`; docs/runtime.md).
+///
+/// Fibers only: a call on a plain thread (even inside a `coop::blocking_scope`)
+/// throws `coop::usage_error`.
+///
+/// Ends of a connection:
+/// - the peer's close_notify: a read fails with `boost::asio::error::eof`;
+/// - the peer closed TCP without close_notify: a read fails with
+///   `ssl::error::stream_truncated` (harmless when the application protocol
+///   frames its own messages, as HTTP with Content-Length does);
+/// - `shutdown()` sends our close_notify and waits for the peer's (at once if
+///   it already came). A peer that just closes TCP makes it fail with
+///   `ssl::error::stream_truncated`; bound the wait with a `coop::timeout`.
+///
+/// After an interrupted handshake, write or shutdown, the TLS session is in
+/// an unknown state (part of a record may have been sent): only close the
+/// stream. An interrupted read loses nothing and may be retried.
+///
+/// It is also an Asio AsyncReadStream/AsyncWriteStream: composed operations
+/// run over it with `coop::yield` (`boost::asio::async_read(s, buf,
+/// coop::yield)`, Beast's `http::async_read(s, buffer, req, coop::yield)`).
+/// `ssl()` and `next_layer()` give the Asio objects for what coop does not wrap.
+///
+/// Thread-safety: one fiber at a time may read and one may write (TLS is
+/// full duplex in Asio's ssl::stream); the stream belongs to the runtime
+/// thread that created its TCP socket. Owns the socket and the OpenSSL
+/// session; destruction closes the socket without close_notify. The
+/// `ssl::context` it was made with must outlive it; a context may be shared
+/// by streams of every runtime thread once it is configured.
+///
+/// Example:
+/// @code
+///   auto ctx = coop::net::tls_client_context();         // system CAs, verifies the peer
+///   auto s = coop::net::tls_connect("example.com", 443, ctx);
+///   s.write_all(boost::asio::buffer(std::string_view("HEAD / HTTP/1.0\r\n\r\n")));
+///   std::string reply;
+///   s.read_until(reply, "\r\n");
+///   s.shutdown();
+/// @endcode
+class tls_stream {
+public:
+  using ssl_stream_type = ssl::stream<tcp::socket>;
+  using next_layer_type = tcp::socket;
+  using executor_type = tcp::socket::executor_type;
+
+  /// Wraps a connected TCP stream (taking its socket) in a new TLS session of
+  /// `ctx`; no handshake yet (`tls_connect` and `tls_accept` do it).
+  tls_stream(tcp_stream tcp, ssl::context& ctx);
+  tls_stream(tls_stream&&) = default;
+  tls_stream& operator=(tls_stream&&) = default;
+
+  /// Performs the TLS handshake as client or server.
+  void handshake(ssl::stream_base::handshake_type type, boost::system::error_code& ec);
+  void handshake(ssl::stream_base::handshake_type type) {
+    boost::system::error_code ec;
+    handshake(type, ec);
+    throw_on_error(ec, "tls handshake");
+  }
+
+  /// Reads at least one byte (unless `buffers` is empty); returns the count.
+  template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    const coop::detail::wait_info info{"tls read", this, fd()};
+    begin("coop::net::tls_stream::read_some");
+    return ssl_.async_read_some(buffers, coop::detail::yield_for(info, ec));
+  }
+  template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = read_some(buffers, ec);
+    throw_on_error(ec, "read_some");
+    return n;
+  }
+
+  /// Fills `buffers` completely; fails with `eof` if the peer closes first.
+  template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    const coop::detail::wait_info info{"tls read", this, fd()};
+    begin("coop::net::tls_stream::read_exact");
+    return boost::asio::async_read(ssl_, buffers, coop::detail::yield_for(info, ec));
+  }
+  template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = read_exact(buffers, ec);
+    throw_on_error(ec, "read_exact");
+    return n;
+  }
+
+  /// Reads into `buffer` (appending) until it contains `delim`; returns the
+  /// length up to and including the delimiter. Bytes after it stay in
+  /// `buffer` for the next call. Fails with `not_found` once `buffer` would
+  /// grow past `max_size`.
+  std::size_t read_until(std::string& buffer, std::string_view delim, std::size_t max_size,
+                         boost::system::error_code& ec);
+  std::size_t read_until(std::string& buffer, std::string_view delim, boost::system::error_code& ec) {
+    return read_until(buffer, delim, unlimited, ec);
+  }
+  std::size_t read_until(std::string& buffer, std::string_view delim, std::size_t max_size = unlimited) {
+    boost::system::error_code ec;
+    std::size_t n = read_until(buffer, delim, max_size, ec);
+    throw_on_error(ec, "read_until");
+    return n;
+  }
+
+  /// Writes some of `buffers` (at most one TLS record); returns the count.
+  template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    const coop::detail::wait_info info{"tls write", this, fd()};
+    begin("coop::net::tls_stream::write_some");
+    return ssl_.async_write_some(buffers, coop::detail::yield_for(info, ec));
+  }
+  template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = write_some(buffers, ec);
+    throw_on_error(ec, "write_some");
+    return n;
+  }
+
+  /// Writes all of `buffers`.
+  template <class ConstBuffers> std::size_t write_all(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    const coop::detail::wait_info info{"tls write", this, fd()};
+    begin("coop::net::tls_stream::write_all");
+    return boost::asio::async_write(ssl_, buffers, coop::detail::yield_for(info, ec));
+  }
+  template <class ConstBuffers> std::size_t write_all(const ConstBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = write_all(buffers, ec);
+    throw_on_error(ec, "write_all");
+    return n;
+  }
+
+  /// Sends close_notify and waits for the peer's (returns at once if it has
+  /// already arrived, i.e. a read reported `eof`). Fails with
+  /// `ssl::error::stream_truncated` when the peer closes TCP instead of
+  /// answering. The TCP socket stays open until `close()` or destruction.
+  void shutdown(boost::system::error_code& ec);
+  void shutdown() {
+    boost::system::error_code ec;
+    shutdown(ec);
+    throw_on_error(ec, "tls shutdown");
+  }
+
+  /// Asio's AsyncReadStream/AsyncWriteStream (forwarded to the ssl::stream),
+  /// for composed operations with `coop::yield`.
+  template <class MutableBuffers, class Token> decltype(auto) async_read_some(const MutableBuffers& b, Token&& token) {
+    return ssl_.async_read_some(b, std::forward<Token>(token));
+  }
+  template <class ConstBuffers, class Token> decltype(auto) async_write_some(const ConstBuffers& b, Token&& token) {
+    return ssl_.async_write_some(b, std::forward<Token>(token));
+  }
+  executor_type get_executor() noexcept { return ssl_.get_executor(); }
+
+  /// Closes the TCP socket without close_notify; a fiber blocked on the
+  /// stream fails with `operation_aborted`.
+  void close(boost::system::error_code& ec) { next_layer().close(ec); }
+  void close() {
+    boost::system::error_code ec;
+    close(ec);
+    throw_on_error(ec, "close");
+  }
+  bool is_open() const noexcept { return ssl_.next_layer().is_open(); }
+
+  tcp::endpoint remote_endpoint() const { return ssl_.next_layer().remote_endpoint(); }
+  tcp::endpoint remote_endpoint(boost::system::error_code& ec) const { return ssl_.next_layer().remote_endpoint(ec); }
+  tcp::endpoint local_endpoint() const { return ssl_.next_layer().local_endpoint(); }
+  tcp::endpoint local_endpoint(boost::system::error_code& ec) const { return ssl_.next_layer().local_endpoint(ec); }
+
+  /// The TCP socket under the TLS session (options, raw access).
+  tcp::socket& next_layer() noexcept { return ssl_.next_layer(); }
+  /// The Asio TLS stream; `ssl().native_handle()` is the OpenSSL `SSL*`.
+  ssl_stream_type& ssl() noexcept { return ssl_; }
+
+private:
+  static constexpr std::size_t unlimited = (std::numeric_limits<std::size_t>::max)();
+
+  /// Throws `usage_error` unless called from a fiber of the stream's own
+  /// runtime thread. (The entry check is the coop::yield token's.)
+  void begin(const char* what);
+  int fd() noexcept { return next_layer().native_handle(); }
+
+  ssl_stream_type ssl_;
+};
+
+/// Connects to `host:port` (`coop::net::connect`: resolves off-thread, tries
+/// each address) and performs the client handshake. When `ctx` verifies
+/// peers (`ssl::verify_peer`, as `tls_client_context()` does), the
+/// certificate must match `host` (`ssl::host_name_verification`: DNS name or
+/// IP address; this replaces a verify callback set on `ctx`). `host` is sent
+/// as SNI unless it is an IP address. Throws `system_error` (connect
+/// errors; handshake errors of `ssl::error` or OpenSSL's category, e.g.
+/// certificate verify failed), `timeout_error`, `cancelled`; fibers only.
+tls_stream tls_connect(std::string_view host, std::uint16_t port, ssl::context& ctx);
+tls_stream tls_connect(std::string_view host, std::uint16_t port, ssl::context& ctx, boost::system::error_code& ec);
+/// Connects to `endpoint` and performs the client handshake, using
+/// `host_name` for SNI and certificate verification (as above).
+tls_stream tls_connect(const tcp::endpoint& endpoint, std::string_view host_name, ssl::context& ctx);
+tls_stream tls_connect(const tcp::endpoint& endpoint, std::string_view host_name, ssl::context& ctx,
+                       boost::system::error_code& ec);
+
+/// Performs the server handshake on an accepted connection (takes its
+/// socket). Bound it with a `coop::timeout`: a client that never speaks TLS
+/// otherwise holds it forever. Fibers only.
+tls_stream tls_accept(tcp_stream tcp, ssl::context& ctx);
+tls_stream tls_accept(tcp_stream tcp, ssl::context& ctx, boost::system::error_code& ec);
+
+/// A client context: TLS 1.2 or newer, verifies the server against the
+/// system's trusted CAs (OpenSSL's default paths). Throws `system_error`.
+ssl::context tls_client_context();
+/// A client context that trusts only the CA certificates (PEM) in `ca_file`,
+/// e.g. a self-signed server certificate. Throws `system_error` naming the file.
+ssl::context tls_client_context(const std::string& ca_file);
+
+/// A server context: TLS 1.2 or newer, the certificate chain (PEM, leaf
+/// first) in `cert_chain_file` and its private key (PEM, unencrypted) in
+/// `key_file`. Throws `system_error` naming the file that cannot be used
+/// (missing, unreadable, not PEM, key not matching the certificate).
+ssl::context tls_server_context(const std::string& cert_chain_file, const std::string& key_file);
+
+} // namespace coop::net
