@@ -53,6 +53,7 @@ int coop_server() {
     });
     coop::wait_for_signal({SIGINT, SIGTERM});
     acceptor.cancel();
+    acceptor.join(); // it uses the listener: let it finish first
     return 0;
   });
 }

@@ -146,10 +146,10 @@ COOP_TEST_CASE(timeout_expired_while_running_fails_the_next_blocking_call) {
 
 COOP_TEST_CASE(leaving_the_scope_disarms_the_timeout) {
   {
-    coop::timeout t(5ms);
+    coop::timeout t(500ms); // generous: a slow machine must not fire it early
     coop::sleep_for(1ms);
   }
-  coop::sleep_for(20ms); // would throw if the timeout were still armed
+  coop::sleep_for(600ms); // would throw if the timeout were still armed
   coop::timeout t(5ms);
   t.cancel();
   coop::sleep_for(20ms);

@@ -179,6 +179,7 @@ COOP_TEST_CASE(a_slow_reader_blocks_only_its_own_connection) {
   }
   BOOST_TEST(std::string(back.data(), 4) == "fine");
   flooder.cancel();
+  flooder.join(); // it uses `stuck` and `big`: let it end before they go
   server.cancel();
 }
 

@@ -37,7 +37,13 @@ enum class park_result {
 ///   - `bool withdraw(spinlock_lock& lk)`: gives up the wait; true when it is
 ///     withdrawn and will not complete (it may release `lk`), false when
 ///     completion is already under way or must be awaited (an Asio operation
-///     being cancelled): the loop then waits for it, uninterruptibly.
+///     being cancelled): the loop then waits for it, uninterruptibly;
+///   - optionally `void interrupt_now(const error_code& why)`, called without
+///     `lk` on the context's own thread while it is parked, when a cancel
+///     arrives: a site that can be interrupted from outside (an Asio
+///     operation, cancelled on the spot while its I/O object surely still
+///     exists) does it there, and completes as usual. Other sites are woken
+///     and withdraw themselves.
 ///
 /// Returns `completed` also when a withdrawal had to wait for completion;
 /// `ec` then still holds the interruption that started the withdrawal (an
@@ -71,7 +77,20 @@ park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_inf
       deadline = wc.interrupt_deadline();
       if (own_deadline < deadline) deadline = own_deadline;
     }
-    wc.enter_wait(&info, withdrawing ? nullptr : &w);
+    struct hook_args {
+      Site* site;
+      wait_context* wc;
+      boost::fibers::waker* w;
+    } args{&site, &wc, &w};
+    wait_interrupter hook{[](void* p) {
+                            auto& a = *static_cast<hook_args*>(p);
+                            if constexpr (requires { a.site->interrupt_now(a.wc->pending_interrupt()); })
+                              a.site->interrupt_now(a.wc->pending_interrupt());
+                            else
+                              a.w->wake();
+                          },
+                          &args};
+    wc.enter_wait(&info, withdrawing ? nullptr : &hook);
     if (deadline == no_deadline)
       self->suspend(lk);
     else

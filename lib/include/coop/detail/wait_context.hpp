@@ -31,6 +31,15 @@ struct wait_info {
   int fd = -1;                  ///< the descriptor, for socket waits
 };
 
+/// How an interruption reaches a parked context: by default it wakes it (the
+/// context then withdraws its wait itself); an Asio operation is cancelled on
+/// the spot instead (see `park`).
+struct wait_interrupter {
+  void (*fn)(void*) = nullptr;
+  void* arg = nullptr;
+  void operator()() const { fn(arg); }
+};
+
 /// The interruption state of one execution context: a fiber of a coop runtime
 /// (part of its `fiber_state`) or a plain thread (thread-local). This is the
 /// single place that implements coop's interruption rules (docs/runtime.md):
@@ -78,20 +87,21 @@ public:
   }
 
   /// On the owner thread: marks the fiber cancelled and, when that is due
-  /// now (no shield), wakes its current wait.
+  /// now (no shield), interrupts its current wait.
   void request_cancel() noexcept {
     cancel_requested = true;
-    if (parked_waker_ && pending_interrupt()) parked_waker_->wake();
+    if (parked_ && pending_interrupt()) (*parked_)();
   }
 
-  /// Set by `park` while the context waits; the waker that an interruption uses.
-  void enter_wait(const wait_info* info, const boost::fibers::waker* interruptible) noexcept {
+  /// Set by `park` while the context waits: what it waits on, and how an
+  /// interruption reaches it (null while it must not be interrupted).
+  void enter_wait(const wait_info* info, const wait_interrupter* interruptible) noexcept {
     waiting_on_ = info;
-    parked_waker_ = interruptible;
+    parked_ = interruptible;
   }
   void leave_wait() noexcept {
     waiting_on_ = nullptr;
-    parked_waker_ = nullptr;
+    parked_ = nullptr;
   }
   const wait_info* waiting_on() const noexcept { return waiting_on_; }
 
@@ -115,7 +125,7 @@ private:
   void yield_after_failure() noexcept;
 
   const wait_info* waiting_on_ = nullptr;
-  const boost::fibers::waker* parked_waker_ = nullptr;
+  const wait_interrupter* parked_ = nullptr;
 };
 
 /// The wait context of the caller: its fiber's, or its plain thread's.

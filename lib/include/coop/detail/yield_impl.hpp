@@ -56,7 +56,12 @@ public:
     boost::system::error_code why;
     park(fs_, lk, *this, info, no_deadline, why);
     // An operation we aborted reports why we aborted it.
-    if (why && ec_ == boost::asio::error::operation_aborted) ec_ = why;
+    if (ec_ == boost::asio::error::operation_aborted) {
+      if (why)
+        ec_ = why;
+      else if (aborted_why_)
+        ec_ = aborted_why_;
+    }
   }
 
   const boost::system::error_code& error() const noexcept { return ec_; }
@@ -72,6 +77,10 @@ public:
     fs_.signal.emit(boost::asio::cancellation_type::terminal);
     return false; // wait for the handler (it may still complete successfully)
   }
+  void interrupt_now(const boost::system::error_code& why) noexcept {
+    aborted_why_ = why;
+    fs_.signal.emit(boost::asio::cancellation_type::terminal);
+  }
 
 private:
   void finish() noexcept {
@@ -82,6 +91,7 @@ private:
 
   fiber_state& fs_;
   boost::system::error_code ec_;
+  boost::system::error_code aborted_why_; ///< set when a cancel aborted the operation from outside
   std::optional<std::tuple<Ts...>> values_;
   boost::fibers::waker waker_;
   bool done_ = false;
