@@ -4,11 +4,13 @@
 #include <coop/blocking_scope.hpp>
 #include <coop/channel.hpp>
 #include <coop/error.hpp>
+#include <coop/fiber_local.hpp>
 #include <coop/io.hpp>
 #include <coop/net/connect.hpp>
 #include <coop/net/serve.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
+#include <coop/offload.hpp>
 #include <coop/run.hpp>
 #include <coop/runtime.hpp>
 #include <coop/select.hpp>
