@@ -35,6 +35,10 @@ void accept_loop(shard& sh, const server_config& config, server_stats& stats) {
     else
       log("accept: accepting again");
   };
+  // --max-connections is not serve_options::max_connections: the echo server
+  // refuses the extra connections at once (the client reads end of stream)
+  // and counts across every runtime thread, where serve's limit is per group
+  // and leaves them waiting in the backlog.
   const handler_options options{config.idle_timeout};
   coop::net::serve(
       *sh.listener, sh.connections,

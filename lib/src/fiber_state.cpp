@@ -3,6 +3,7 @@
 
 #include <boost/fiber/operations.hpp>
 
+#include <atomic>
 #include <string>
 
 namespace coop::detail {
@@ -10,6 +11,9 @@ namespace {
 /// The wait context of a plain thread (and of a runtime thread's contexts
 /// that have no fiber_state yet).
 thread_local wait_context thread_wait_context;
+/// The fiber_local values of a plain thread, destroyed when it exits.
+thread_local fiber_locals thread_locals;
+std::atomic<std::uint64_t> last_fiber_local_id{0};
 } // namespace
 
 fiber_state* current_fiber_state() noexcept {
@@ -30,6 +34,15 @@ fiber_state& require_fiber(const char* what) {
 wait_context& current_wait_context() noexcept {
   if (fiber_state* fs = current_fiber_state()) return *fs;
   return thread_wait_context;
+}
+
+fiber_locals& current_fiber_locals() noexcept {
+  if (fiber_state* fs = current_fiber_state()) return fs->locals;
+  return thread_locals;
+}
+
+std::uint64_t new_fiber_local_id() noexcept {
+  return last_fiber_local_id.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 boost::system::error_code wait_context::timeout_due() noexcept {

@@ -37,6 +37,9 @@ bool task_base::done() const noexcept {
 }
 
 void task_base::finish(std::exception_ptr error) noexcept {
+  // On the fiber, its function done: its fiber_local values end with it,
+  // before anyone joining it resumes.
+  if (fs_) fs_->locals.clear();
   spinlock_lock lk(lock_);
   error_ = std::move(error);
   done_ = true;

@@ -6,9 +6,9 @@ namespace coop {
 void task_group::left(std::list<task<void>>::iterator it) noexcept {
   it->detach(); // the fiber is ending: its result goes the way of a detached task
   members_.erase(it);
-  if (!members_.empty()) return;
   detail::spinlock_lock lk(lock_);
-  joiners_.wake_all();
+  room_waiters_.wake_all();
+  if (members_.empty()) joiners_.wake_all();
 }
 
 detail::park_result task_group::wait(boost::system::error_code& ec, detail::steady_time deadline) noexcept {
@@ -26,6 +26,18 @@ detail::park_result task_group::wait(boost::system::error_code& ec, detail::stea
 void task_group::join(boost::system::error_code& ec) {
   if (detail::current_wait_context().checkpoint(ec)) return;
   wait(ec, detail::no_deadline);
+}
+
+void task_group::wait_size_below(std::size_t limit, boost::system::error_code& ec) {
+  if (limit == 0) throw usage_error("coop::task_group::wait_size_below: the limit must be at least 1");
+  if (detail::current_wait_context().checkpoint(ec)) return;
+  static const detail::wait_info info{"task_group room"};
+  // Members leave on this thread, so the size cannot change before we queue.
+  while (members_.size() >= limit) {
+    detail::spinlock_lock lk(lock_);
+    detail::waiter w;
+    if (room_waiters_.wait(lk, w, info, ec) != detail::park_result::completed) return;
+  }
 }
 
 bool task_group::join_shielded(detail::steady_time deadline) noexcept {

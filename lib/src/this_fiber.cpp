@@ -5,6 +5,15 @@
 #include <boost/fiber/operations.hpp>
 
 namespace coop {
+namespace {
+/// The name of a plain thread (or of a runtime thread's context without a fiber_state).
+thread_local std::string thread_name;
+
+std::string& current_name() noexcept {
+  if (detail::fiber_state* fs = detail::current_fiber_state()) return fs->name;
+  return thread_name;
+}
+} // namespace
 
 void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::error_code& ec) {
   auto& wc = detail::current_wait_context();
@@ -37,6 +46,18 @@ void yield() {
   boost::system::error_code ec;
   yield(ec);
   throw_on_error(ec, "coop::this_fiber::yield");
+}
+
+void set_name(std::string_view name) {
+  std::string& slot = current_name();
+  if (name.empty())
+    std::string().swap(slot); // back to no allocation
+  else
+    slot.assign(name);
+}
+
+std::string name() {
+  return current_name();
 }
 } // namespace this_fiber
 

@@ -6,12 +6,14 @@
 #include <coop/channel.hpp>
 #include <coop/error.hpp>
 #include <coop/event.hpp>
+#include <coop/fiber_local.hpp>
 #include <coop/io.hpp>
 #include <coop/mutex.hpp>
 #include <coop/net/connect.hpp>
 #include <coop/net/serve.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
+#include <coop/offload.hpp>
 #include <coop/pool.hpp>
 #include <coop/run.hpp>
 #include <coop/runtime.hpp>

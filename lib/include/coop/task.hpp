@@ -3,8 +3,10 @@
 
 #include <coop/detail/task_state.hpp>
 #include <coop/error.hpp>
+#include <coop/this_fiber.hpp>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <ranges>
 #include <type_traits>
@@ -92,6 +94,28 @@ template <class F> task<spawn_result_t<F>> spawn_on_worker(worker& w, F&& fn) {
 /// Throws `usage_error` outside a runtime.
 template <class F> task<detail::spawn_result_t<F>> spawn(F&& fn) {
   return detail::spawn_on_worker(detail::require_worker("coop::spawn"), std::forward<F>(fn));
+}
+
+/// Starts `fn` in a new fiber on the calling runtime thread after `d`
+/// (gevent.spawn_later): the fiber sleeps until then, parked like any
+/// `sleep_for`, then calls `fn`. Cancelling the task before `fn` started
+/// means `fn` never runs: `get()` throws `coop::cancelled`. A `d` of zero or
+/// less starts `fn` when the caller next blocks or yields, as `spawn`.
+/// Throws `usage_error` outside a runtime.
+///
+/// Example:
+/// @code
+///   auto reminder = coop::spawn_later(30s, [&] { conn.write_all(ping); });
+///   ...
+///   reminder.cancel();   // before 30 s: the ping is never sent
+/// @endcode
+template <class Rep, class Period, class F>
+task<detail::spawn_result_t<F>> spawn_later(std::chrono::duration<Rep, Period> d, F&& fn) {
+  auto start = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
+  return spawn([start, f = std::decay_t<F>(std::forward<F>(fn))]() mutable -> detail::spawn_result_t<F> {
+    coop::sleep_until(start);
+    return std::invoke(f);
+  });
 }
 
 /// Something with a `join()`: a task.

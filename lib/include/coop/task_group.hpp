@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <list>
 #include <utility>
 
@@ -61,6 +62,16 @@ public:
     }
   }
 
+  /// Starts `fn` in a member fiber after `d` (see `coop::spawn_later`): a
+  /// member cancelled before then never calls `fn`.
+  template <class Rep, class Period, class F> void spawn_later(std::chrono::duration<Rep, Period> d, F&& fn) {
+    auto start = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
+    spawn([start, f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
+      coop::sleep_until(start);
+      std::invoke(f);
+    });
+  }
+
   /// Fibers of the group still running.
   std::size_t size() const noexcept { return members_.size(); }
   bool empty() const noexcept { return members_.empty(); }
@@ -79,6 +90,17 @@ public:
     throw_on_error(ec, "coop::task_group::join");
   }
   void join(boost::system::error_code& ec);
+
+  /// Waits until fewer than `limit` members are running (a bounded pool's
+  /// spawn, as gevent.pool.Pool): returns at once when there is room already.
+  /// Interruptible like any blocking call. Throws `usage_error` for a
+  /// `limit` of 0.
+  void wait_size_below(std::size_t limit) {
+    boost::system::error_code ec;
+    wait_size_below(limit, ec);
+    throw_on_error(ec, "coop::task_group::wait_size_below");
+  }
+  void wait_size_below(std::size_t limit, boost::system::error_code& ec);
 
   /// The clean-up wait: waits until `deadline` for the members to finish,
   /// then cancels the rest and waits for them to end. Returns true when all
@@ -99,7 +121,8 @@ private:
 
   std::list<task<void>> members_;
   detail::spinlock lock_;
-  detail::wait_queue joiners_;
+  detail::wait_queue joiners_;      ///< join: woken when the group is empty
+  detail::wait_queue room_waiters_; ///< wait_size_below: woken whenever a member leaves
 };
 
 } // namespace coop

@@ -1,9 +1,11 @@
-// coop/this_fiber.hpp — sleeping and yielding in the calling fiber.
+// coop/this_fiber.hpp — sleeping, yielding and naming in the calling fiber.
 #pragma once
 
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
+#include <string>
+#include <string_view>
 
 namespace coop {
 
@@ -27,6 +29,16 @@ namespace this_fiber {
 /// (`timeout_error`/`cancelled`). Throws `usage_error` outside a runtime fiber.
 void yield();
 void yield(boost::system::error_code& ec);
+
+/// Names the calling fiber, for logs and diagnostics (`set_name("conn 42")`);
+/// an empty name removes it. A fiber that is never named costs nothing.
+/// Called on a plain thread, names that thread for coop (a thread-local
+/// string; the operating system's thread name is left alone). Only the
+/// calling fiber or thread reads or changes its own name.
+void set_name(std::string_view name);
+/// The name given by `set_name` to the calling fiber (or plain thread);
+/// empty when it was never named.
+std::string name();
 } // namespace this_fiber
 
 } // namespace coop

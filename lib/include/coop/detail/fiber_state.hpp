@@ -1,11 +1,14 @@
 // coop/detail/fiber_state.hpp — what coop keeps for every fiber it schedules.
 #pragma once
 
+#include <coop/detail/fiber_locals.hpp>
 #include <coop/detail/wait_context.hpp>
 
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
+
+#include <string>
 
 namespace coop::detail {
 
@@ -24,6 +27,11 @@ public:
   /// Reused for every Asio operation of this fiber (one at a time), so that
   /// per-operation cancellation costs no allocation per call.
   boost::asio::cancellation_signal signal;
+  /// `coop::this_fiber::set_name`; empty (and unallocated) until named.
+  std::string name;
+  /// `coop::fiber_local` values; destroyed when the fiber's function has
+  /// returned (`task_base::finish`), what remains with this state.
+  fiber_locals locals;
 };
 
 /// The coop state of the running fiber, or nullptr when the calling context is

@@ -4,20 +4,28 @@
 #include <coop/net/tcp_listener.hpp>
 #include <coop/task_group.hpp>
 
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <utility>
 
 namespace coop::net {
 
-/// How `serve` reports trouble with accepting.
+/// How `serve` accepts: its connection limit, and how it reports trouble.
 struct serve_options {
   /// Called when accept fails for lack of resources (out of descriptors,
   /// buffers, memory) or another error not tied to one connection: `serve`
   /// then backs off (1 ms, doubling up to 100 ms) while the connections it
   /// has keep running, and retries. Called once per episode, and once more
   /// with a cleared error code when accepting works again.
-  std::function<void(const boost::system::error_code&)> on_accept_error;
+  std::function<void(const boost::system::error_code&)> on_accept_error{};
+  /// Most connections served at once (0: no limit). While the group holds
+  /// this many members `serve` stops accepting — new connections wait in
+  /// the kernel's listen backlog, still unanswered — and accepts again as
+  /// soon as one ends. It waits parked, interruptible like accept itself; a
+  /// listener closed meanwhile is noticed once a connection ends (cancel the
+  /// serving fiber to stop at once).
+  std::size_t max_connections = 0;
 };
 
 namespace detail {
@@ -32,6 +40,8 @@ std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_o
 /// leaving the connections running so the caller decides how to end them
 /// (`connections.join_for(drain)`, `cancel()`, or the group's destructor).
 /// A connection that fails while being accepted (reset, aborted) is skipped.
+/// With `options.max_connections`, the connections counted are the members
+/// of `connections` (fibers spawned there otherwise count too).
 /// `handler` is copied into each connection's fiber.
 ///
 /// Example:
@@ -42,8 +52,16 @@ std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_o
 /// @endcode
 template <class Handler>
 void serve(tcp_listener& listener, task_group& connections, Handler handler, const serve_options& options = {}) {
-  while (auto stream = detail::accept_for_serve(listener, options))
+  for (;;) {
+    if (options.max_connections != 0) {
+      boost::system::error_code ec;
+      connections.wait_size_below(options.max_connections, ec);
+      if (ec) return; // cancelled or timed out, as when accept is interrupted
+    }
+    auto stream = detail::accept_for_serve(listener, options);
+    if (!stream) return;
     connections.spawn([h = handler, c = std::move(*stream)]() mutable { h(std::move(c)); });
+  }
 }
 
 } // namespace coop::net
