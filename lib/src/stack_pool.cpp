@@ -152,7 +152,16 @@ void on_segv(int sig, siginfo_t* info, void* uctx) {
   if (w && w->stacks && w->stacks->in_guard_page(info->si_addr)) {
     char buf[512];
     std::size_t len = 0;
-    append(buf, sizeof buf, len, "coop: stack overflow in a fiber of runtime thread ");
+    append(buf, sizeof buf, len, "coop: stack overflow in fiber ");
+    fiber_state* fs = current_fiber_state();
+    if (fs && !fs->name.empty()) {
+      append(buf, sizeof buf, len, "'");
+      append(buf, sizeof buf, len, fs->name.c_str());
+      append(buf, sizeof buf, len, "' ");
+    } else {
+      append(buf, sizeof buf, len, "(unnamed) ");
+    }
+    append(buf, sizeof buf, len, "of runtime thread ");
     append_number(buf, sizeof buf, len, w->index);
     append(buf, sizeof buf, len, " (stack size ");
     append_number(buf, sizeof buf, len, w->stacks->stack_size() / 1024);

@@ -65,6 +65,7 @@ BOOST_AUTO_TEST_CASE(a_stack_overflow_ends_the_process_with_one_clear_line) {
           // mapped next, lies just below it, where an unguarded overflow
           // would land.
           auto overflow = coop::spawn([] {
+            coop::this_fiber::set_name("deep recursion");
             volatile char top = 1;
             deep(0, &top);
           });
@@ -90,7 +91,8 @@ BOOST_AUTO_TEST_CASE(a_stack_overflow_ends_the_process_with_one_clear_line) {
   BOOST_TEST_INFO("child stderr: " << r.stderr_text);
   BOOST_TEST(WIFSIGNALED(r.status));
   if (WIFSIGNALED(r.status)) BOOST_TEST(WTERMSIG(r.status) == SIGSEGV);
-  BOOST_TEST(r.stderr_text.find("coop: stack overflow in a fiber") != std::string::npos);
+  BOOST_TEST(r.stderr_text.find("coop: stack overflow in fiber 'deep recursion' of runtime thread 0") !=
+             std::string::npos);
   BOOST_TEST(r.stderr_text.find("stack size 64 KiB") != std::string::npos);
   BOOST_TEST(r.stderr_text.find("coop::run_options::stack_size") != std::string::npos);
   BOOST_TEST(r.stderr_text.find("canary corrupted") == std::string::npos);
