@@ -5,10 +5,15 @@
 #include <coop/channel.hpp>
 #include <coop/error.hpp>
 #include <coop/io.hpp>
+#include <coop/net/basic_listener.hpp>
+#include <coop/net/basic_stream.hpp>
 #include <coop/net/connect.hpp>
+#include <coop/net/resolve.hpp>
 #include <coop/net/serve.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
+#include <coop/net/udp.hpp>
+#include <coop/net/unix.hpp>
 #include <coop/run.hpp>
 #include <coop/runtime.hpp>
 #include <coop/select.hpp>
