@@ -442,8 +442,11 @@ COOP_TEST_CASE(serve_backs_off_when_out_of_descriptors_and_recovers) {
   for (int i = 0; i < 300 && reports.size() < 2; ++i)
     coop::sleep_for(1ms);
   ::setrlimit(RLIMIT_NOFILE, &saved);
-  BOOST_TEST(reports.size() == 2u);
-  if (reports.size() == 2) BOOST_TEST(!reports[1]); // accepting again
+  // The third connection took the last free descriptor, and Linux's accept
+  // takes a descriptor before it looks at the queue: the loop's next accept
+  // may already have failed with no_descriptors again (a new episode).
+  BOOST_TEST((reports.size() == 2u || (reports.size() == 3u && reports[2] == boost::asio::error::no_descriptors)));
+  if (reports.size() >= 2) BOOST_TEST(!reports[1]); // accepting again
   BOOST_TEST(connections.size() == 2u);
   server.cancel();
   server.join();
