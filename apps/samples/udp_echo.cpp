@@ -1,16 +1,12 @@
 // udp_echo — sends every UDP datagram back to where it came from.
 //
-// coop wraps TCP, not UDP; this sample shows how to use any Asio I/O object
-// from a fiber instead: create it on the runtime thread's io_context
-// (coop::this_thread_io()) and pass the completion token coop::yield, which
-// suspends only the calling fiber until the operation completes.
+// One fiber, one coop::net::udp_socket: receive_from suspends only the
+// calling fiber until a datagram arrives, and a signal cancels the wait.
 //
 //   udp_echo --port 9000
 //   echo hello | nc -u -w1 127.0.0.1 9000
 #include <app.hpp>
 #include <coop/coop.hpp>
-
-#include <boost/asio/ip/udp.hpp>
 
 #include <csignal>
 #include <iostream>
@@ -19,22 +15,22 @@
 
 namespace {
 
-using boost::asio::ip::udp;
+using coop::net::udp;
 
 bool interrupted(const boost::system::error_code& ec) {
   return ec == coop::errc::cancelled || ec == boost::asio::error::operation_aborted;
 }
 
 /// Echoes datagrams until the fiber is cancelled.
-void echo(udp::socket& socket) {
-  std::vector<char> datagram(64 * 1024); // the largest a UDP datagram can be
+void echo(coop::net::udp_socket& socket) {
+  std::vector<char> datagram(64 * 1024); // the largest a UDP datagram can be: none is truncated
   udp::endpoint sender;
   for (;;) {
     boost::system::error_code ec;
-    std::size_t n = socket.async_receive_from(boost::asio::buffer(datagram), sender, coop::yield[ec]);
+    std::size_t n = socket.receive_from(boost::asio::buffer(datagram), sender, ec);
     if (interrupted(ec)) return;
     if (ec) continue; // e.g. an ICMP "port unreachable" for an earlier reply: not our problem
-    socket.async_send_to(boost::asio::buffer(datagram.data(), n), sender, coop::yield[ec]);
+    socket.send_to(boost::asio::buffer(datagram.data(), n), sender, ec);
     if (interrupted(ec)) return;
   }
 }
@@ -54,7 +50,7 @@ int main(int argc, char** argv) {
 
   return coop_app::guarded_main(name, [&] {
     return coop::run([&] {
-      udp::socket socket(coop::this_thread_io(), where); // binds; throws if the port is taken
+      coop::net::udp_socket socket(where); // binds; throws if the port is taken
       // On a signal, the pending receive fails with coop::cancelled.
       return coop_app::serve_until_signal(socket.local_endpoint(), [&] { echo(socket); });
     });

@@ -69,8 +69,11 @@ bool wait_ready(int fd, bool for_write, boost::system::error_code& ec) {
   }
 }
 
-std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec) {
+std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec, const void* to,
+                               std::size_t to_len) {
   msghdr msg{};
+  msg.msg_name = const_cast<void*>(to);
+  msg.msg_namelen = static_cast<socklen_t>(to_len);
   msg.msg_iov = const_cast<iovec*>(iov);
   msg.msg_iovlen = n;
   for (;;) {
@@ -123,6 +126,13 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
     return {nullptr};
   }
   outside(what);
+}
+
+bool begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec) {
+  io_mode mode = mode_for(ex, what);
+  wait_context& wc = mode.fiber ? *mode.fiber : current_wait_context();
+  wc.checkpoint(ec);
+  return mode.fiber != nullptr;
 }
 
 boost::asio::io_context& io_for_new_object(const char* what) {

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <chrono>
 
-namespace coop::net::detail {
+namespace coop::detail {
 namespace {
 
 bool ends_the_loop(const boost::system::error_code& ec) {
@@ -19,11 +19,13 @@ bool only_this_connection(const boost::system::error_code& ec) {
 
 } // namespace
 
-std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_options& options) {
+template <class Protocol>
+std::optional<net::basic_stream<Protocol>> accept_for_serve(net::basic_listener<Protocol>& listener,
+                                                            const net::serve_options& options) {
   std::chrono::milliseconds delay{0};
   for (;;) {
     boost::system::error_code ec;
-    tcp_stream stream = listener.accept(ec);
+    net::basic_stream<Protocol> stream = listener.accept(ec);
     if (!ec) {
       if (delay.count() != 0 && options.on_accept_error) options.on_accept_error({});
       return stream;
@@ -39,4 +41,8 @@ std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_o
   }
 }
 
-} // namespace coop::net::detail
+template std::optional<net::tcp_stream> accept_for_serve(net::tcp_listener&, const net::serve_options&);
+template std::optional<net::basic_stream<boost::asio::local::stream_protocol>>
+accept_for_serve(net::basic_listener<boost::asio::local::stream_protocol>&, const net::serve_options&);
+
+} // namespace coop::detail

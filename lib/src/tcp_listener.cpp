@@ -1,26 +1,74 @@
-#include <coop/net/tcp_listener.hpp>
+// basic_listener's compiled parts, for both of its protocols (tcp_listener and unix_listener).
+#include <coop/net/basic_listener.hpp>
 
 #include <boost/asio/socket_base.hpp>
 
 #include <sys/socket.h>
 
-namespace coop::net {
+#include <string>
 
-tcp_listener::tcp_listener(const tcp::endpoint& endpoint, const listen_options& options)
+namespace coop::net {
+namespace {
+
+using local_stream = boost::asio::local::stream_protocol;
+
+template <class Protocol> constexpr const char* listener_name(const char* tcp_name, const char* unix_name) {
+  return detail::is_tcp<Protocol> ? tcp_name : unix_name;
+}
+
+} // namespace
+
+template <class Protocol>
+basic_listener<Protocol>::basic_listener(const endpoint_type& endpoint,
+                                         const listen_options& options) requires detail::is_tcp<Protocol>
     : acceptor_(detail::io_for_new_object("coop::net::tcp_listener")), no_delay_(options.no_delay) {
-  acceptor_.open(endpoint.protocol());
-  if (options.reuse_address) acceptor_.set_option(tcp::acceptor::reuse_address(true));
-  if (options.reuse_port) {
-    using reuse_port = boost::asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-    acceptor_.set_option(reuse_port(true));
+  listen(endpoint, options);
+}
+
+template <class Protocol>
+basic_listener<Protocol>::basic_listener(std::string_view path,
+                                         const listen_options& options) requires detail::is_local_stream<Protocol>
+    : acceptor_(detail::io_for_new_object("coop::net::unix_listener")), no_delay_(false) {
+  boost::system::error_code ec;
+  endpoint_type endpoint = detail::local_endpoint_for(path, ec);
+  if (ec) throw boost::system::system_error(ec, "coop::net::unix_listener: path '" + std::string(path) + "'");
+  const bool has_file = !detail::is_abstract_path(path);
+  if (has_file && options.remove_stale_socket) detail::remove_if_stale_socket(endpoint.path());
+  try {
+    listen(endpoint, options);
+  } catch (const boost::system::system_error& e) {
+    if (e.code() != boost::asio::error::address_in_use || !has_file) throw;
+    throw boost::system::system_error(e.code(), "coop::net::unix_listener: '" + endpoint.path() +
+                                                    "' exists (listen_options::remove_stale_socket replaces a "
+                                                    "socket file that nobody listens on)");
   }
-  acceptor_.bind(endpoint);
+}
+
+template <class Protocol>
+void basic_listener<Protocol>::listen(const endpoint_type& endpoint, const listen_options& options) {
+  acceptor_.open(endpoint.protocol());
+  if constexpr (detail::is_tcp<Protocol>) {
+    if (options.reuse_address) acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
+    if (options.reuse_port) {
+      using reuse_port = boost::asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+      acceptor_.set_option(reuse_port(true));
+    }
+    acceptor_.bind(endpoint);
+  } else {
+    acceptor_.bind(endpoint);
+    // From here on the file is ours (removed on close or destruction, also
+    // when listen() below fails).
+    const std::string path = endpoint.path();
+    if (!detail::is_abstract_path(path)) file_ = detail::socket_file(path);
+  }
   acceptor_.listen(options.backlog);
 }
 
-tcp_stream tcp_listener::accept(boost::system::error_code& ec) {
-  detail::io_mode mode = detail::mode_for(acceptor_.get_executor(), "coop::net::tcp_listener::accept");
-  tcp::socket s(acceptor_.get_executor());
+template <class Protocol>
+typename basic_listener<Protocol>::stream_type basic_listener<Protocol>::accept(boost::system::error_code& ec) {
+  const char* what = listener_name<Protocol>("coop::net::tcp_listener::accept", "coop::net::unix_listener::accept");
+  detail::io_mode mode = detail::mode_for(acceptor_.get_executor(), what);
+  typename Protocol::socket s(acceptor_.get_executor());
   const detail::wait_info info{"accept", this, acceptor_.native_handle()};
   if (mode.fiber) {
     if (!mode.fiber->checkpoint(ec)) acceptor_.async_accept(s, detail::yield_for(info, ec));
@@ -30,18 +78,23 @@ tcp_stream tcp_listener::accept(boost::system::error_code& ec) {
     if (!detail::has_blocking_deadline() || detail::wait_ready(acceptor_.native_handle(), false, ec))
       acceptor_.accept(s, ec);
   }
-  if (!ec && no_delay_) {
-    boost::system::error_code ignored; // a peer that already left is the caller's to find out
-    s.set_option(tcp::no_delay(true), ignored);
+  if constexpr (detail::is_tcp<Protocol>) {
+    if (!ec && no_delay_) {
+      boost::system::error_code ignored; // a peer that already left is the caller's to find out
+      s.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+    }
   }
-  return tcp_stream(std::move(s));
+  return stream_type(std::move(s));
 }
 
-tcp_stream tcp_listener::accept() {
+template <class Protocol> typename basic_listener<Protocol>::stream_type basic_listener<Protocol>::accept() {
   boost::system::error_code ec;
-  tcp_stream s = accept(ec);
+  stream_type s = accept(ec);
   throw_on_error(ec, "accept");
   return s;
 }
+
+template class basic_listener<boost::asio::ip::tcp>;
+template class basic_listener<local_stream>;
 
 } // namespace coop::net

@@ -97,6 +97,89 @@ COOP_TEST_CASE(connect_is_interruptible_while_the_name_resolves) {
   BOOST_CHECK_THROW(t.get(), coop::cancelled);
 }
 
+COOP_TEST_CASE(resolve_returns_numeric_addresses_as_they_are) {
+  auto v4 = coop::net::resolve("127.0.0.1", 8080);
+  BOOST_TEST_REQUIRE(v4.size() == 1u);
+  BOOST_TEST((v4[0] == boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 8080)));
+  auto v6 = coop::net::resolve("::1", "443");
+  BOOST_TEST_REQUIRE(v6.size() == 1u);
+  BOOST_TEST(v6[0].address().is_v6());
+  BOOST_TEST(v6[0].port() == 443);
+}
+
+COOP_TEST_CASE(resolve_finds_localhost_while_other_fibers_run) {
+  bool stop = false;
+  int ticks = 0;
+  auto ticker = coop::spawn([&] {
+    while (!stop) {
+      ++ticks;
+      coop::this_fiber::yield();
+    }
+  });
+  auto eps = coop::net::resolve("localhost", 80);
+  stop = true;
+  ticker.join();
+  BOOST_TEST(!eps.empty());
+  for (const auto& ep : eps) {
+    BOOST_TEST(ep.address().is_loopback());
+    BOOST_TEST(ep.port() == 80);
+  }
+  BOOST_TEST(ticks > 0); // the thread ran other fibers while getaddrinfo worked elsewhere
+  auto by_service = coop::net::resolve("localhost", "80");
+  BOOST_TEST(!by_service.empty());
+}
+
+COOP_TEST_CASE(resolve_reports_an_unknown_name) {
+  // ctest preloads a getaddrinfo that fails at once for this name (slow_resolver.cpp).
+  if (!std::getenv("COOP_SLOW_RESOLVER")) return;
+  boost::system::error_code ec;
+  auto none = coop::net::resolve("unknown.coop.test", 80, ec);
+  BOOST_TEST((ec == boost::asio::error::host_not_found));
+  BOOST_TEST(none.empty());
+  BOOST_CHECK_THROW(coop::net::resolve("unknown.coop.test", 80), boost::system::system_error);
+  coop::net::connect("unknown.coop.test", 80, ec);
+  BOOST_TEST((ec == boost::asio::error::host_not_found));
+}
+
+COOP_TEST_CASE(a_timeout_or_cancel_ends_resolve_at_once) {
+  // ctest preloads a getaddrinfo that takes 3 s for this name (slow_resolver.cpp).
+  if (!std::getenv("COOP_SLOW_RESOLVER")) return;
+  auto took = test_support::elapsed([] {
+    coop::timeout t(50ms);
+    boost::system::error_code ec;
+    auto eps = coop::net::resolve("slow.coop.test", 80, ec);
+    BOOST_TEST((ec == coop::errc::timed_out));
+    BOOST_TEST(eps.empty());
+  });
+  BOOST_TEST(took >= 50ms);
+  BOOST_TEST(took < 3s); // it did not wait for getaddrinfo
+  took = test_support::elapsed([] {
+    auto t = coop::spawn([] { coop::net::resolve("slow.coop.test", "http"); });
+    coop::sleep_for(20ms); // now waiting for the resolver
+    t.cancel();
+    BOOST_CHECK_THROW(t.get(), coop::cancelled);
+  });
+  BOOST_TEST(took < 3s);
+  {
+    coop::timeout t(1ms);
+    boost::system::error_code expired;
+    coop::sleep_for(5ms, expired);
+    BOOST_CHECK_THROW(coop::net::resolve("127.0.0.1", 80), coop::timeout_error); // due at entry, even numeric
+  }
+}
+
+BOOST_AUTO_TEST_CASE(resolve_on_a_plain_thread_runs_getaddrinfo_there) {
+  BOOST_CHECK_THROW(coop::net::resolve("localhost", 80), coop::usage_error);
+  coop::blocking_scope blocking;
+  auto eps = coop::net::resolve("localhost", 80);
+  BOOST_TEST(!eps.empty());
+  coop::timeout t(1ms);
+  std::this_thread::sleep_for(5ms);
+  boost::system::error_code ec;
+  coop::net::resolve("localhost", 80, ec);
+  BOOST_TEST((ec == coop::errc::timed_out)); // the entry check applies
+}
+
 COOP_TEST_CASE(read_until_keeps_the_bytes_after_the_delimiter) {
   auto [port, server] = echo_server();
   auto s = coop::net::connect("127.0.0.1", port);
@@ -360,8 +443,11 @@ COOP_TEST_CASE(serve_backs_off_when_out_of_descriptors_and_recovers) {
   for (int i = 0; i < 300 && reports.size() < 2; ++i)
     coop::sleep_for(1ms);
   ::setrlimit(RLIMIT_NOFILE, &saved);
-  BOOST_TEST(reports.size() == 2u);
-  if (reports.size() == 2) BOOST_TEST(!reports[1]); // accepting again
+  // The third connection took the last free descriptor, and Linux's accept
+  // takes a descriptor before it looks at the queue: the loop's next accept
+  // may already have failed with no_descriptors again (a new episode).
+  BOOST_TEST((reports.size() == 2u || (reports.size() == 3u && reports[2] == boost::asio::error::no_descriptors)));
+  if (reports.size() >= 2) BOOST_TEST(!reports[1]); // accepting again
   BOOST_TEST(connections.size() == 2u);
   server.cancel();
   server.join();

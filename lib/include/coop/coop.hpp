@@ -9,10 +9,15 @@
 #include <coop/fiber_local.hpp>
 #include <coop/io.hpp>
 #include <coop/mutex.hpp>
+#include <coop/net/basic_listener.hpp>
+#include <coop/net/basic_stream.hpp>
 #include <coop/net/connect.hpp>
+#include <coop/net/resolve.hpp>
 #include <coop/net/serve.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
+#include <coop/net/udp.hpp>
+#include <coop/net/unix.hpp>
 #include <coop/offload.hpp>
 #include <coop/pool.hpp>
 #include <coop/run.hpp>

@@ -24,6 +24,12 @@ struct io_mode {
 /// thread's object.
 io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what);
 
+/// The start of a socket call: decides the mode as `mode_for` does, then
+/// makes the entry check of the caller's wait context. True for fiber mode,
+/// false for blocking mode; `ec` is set when an interruption is due (the call
+/// must then fail at once).
+bool begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec);
+
 /// The io_context new I/O objects of the calling thread belong to.
 boost::asio::io_context& io_for_new_object(const char* what);
 
@@ -43,8 +49,9 @@ bool wait_ready(int fd, bool for_write, boost::system::error_code& ec);
 /// True when the calling plain thread has a timeout that may bound a call.
 bool has_blocking_deadline() noexcept;
 /// Writes some of `iov` without blocking past the deadline (MSG_DONTWAIT,
-/// then waits for room).
-std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec);
+/// then waits for room); to the address `to` when given (a datagram socket).
+std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec,
+                               const void* to = nullptr, std::size_t to_len = 0);
 /// Connects a freshly opened blocking socket, bounded by the deadline.
 void connect_with_deadline(int fd, const void* addr, std::size_t len, boost::system::error_code& ec);
 

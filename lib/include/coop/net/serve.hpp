@@ -1,6 +1,7 @@
-// coop/net/serve.hpp — the accept loop every TCP server needs (gevent's StreamServer).
+// coop/net/serve.hpp — the accept loop every stream server needs (gevent's StreamServer).
 #pragma once
 
+#include <coop/net/basic_listener.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/task_group.hpp>
 
@@ -28,13 +29,21 @@ struct serve_options {
   std::size_t max_connections = 0;
 };
 
-namespace detail {
+} // namespace coop::net
+
+namespace coop::detail {
 /// The next connection, waiting out resource shortages; empty once the
 /// calling fiber is cancelled or timed out, or the listener closed.
-std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_options& options);
-} // namespace detail
+/// Compiled for TCP and Unix-domain listeners (lib/src/serve.cpp).
+template <class Protocol>
+std::optional<net::basic_stream<Protocol>> accept_for_serve(net::basic_listener<Protocol>& listener,
+                                                            const net::serve_options& options);
+} // namespace coop::detail
 
-/// Accepts connections on `listener` and runs `handler(tcp_stream)` for each
+namespace coop::net {
+
+/// Accepts connections on `listener` (a `tcp_listener` or a `unix_listener`)
+/// and runs `handler(stream)` (a `tcp_stream` or a `unix_stream`) for each
 /// in a fiber of `connections`, until the calling fiber is cancelled (or its
 /// `coop::timeout` expires) or the listener is closed; then returns normally,
 /// leaving the connections running so the caller decides how to end them
@@ -50,15 +59,16 @@ std::optional<tcp_stream> accept_for_serve(tcp_listener& listener, const serve_o
 ///   coop::net::serve(listener, connections, [](coop::net::tcp_stream c) { echo(c); });
 ///   connections.join_for(5s);   // after serve returns: drain, then cancel the rest
 /// @endcode
-template <class Handler>
-void serve(tcp_listener& listener, task_group& connections, Handler handler, const serve_options& options = {}) {
+template <class Protocol, class Handler>
+void serve(basic_listener<Protocol>& listener, task_group& connections, Handler handler,
+           const serve_options& options = {}) {
   for (;;) {
     if (options.max_connections != 0) {
       boost::system::error_code ec;
       connections.wait_size_below(options.max_connections, ec);
       if (ec) return; // cancelled or timed out, as when accept is interrupted
     }
-    auto stream = detail::accept_for_serve(listener, options);
+    auto stream = coop::detail::accept_for_serve(listener, options);
     if (!stream) return;
     connections.spawn([h = handler, c = std::move(*stream)]() mutable { h(std::move(c)); });
   }

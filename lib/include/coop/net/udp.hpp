@@ -1,0 +1,205 @@
+// coop/net/udp.hpp — a UDP socket whose calls block only the calling fiber.
+#pragma once
+
+#include <coop/detail/io_mode.hpp>
+#include <coop/error.hpp>
+#include <coop/yield.hpp>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/ip/udp.hpp>
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <iterator>
+
+namespace coop::net {
+
+using udp = boost::asio::ip::udp;
+
+/// A bound UDP socket with blocking-style calls: datagrams to and from any
+/// peer (`send_to`, `receive_from`), or, after `connect(peer)`, to and from
+/// that peer only (`send`, `receive`). In a fiber the calls suspend only that
+/// fiber; on a plain thread inside a `coop::blocking_scope` they block the
+/// thread, and a `coop::timeout` on that thread still bounds them. Every
+/// waiting call follows coop's rules (docs/runtime.md) and comes as a pair:
+/// one throws `boost::system::system_error` (`coop::timeout_error`,
+/// `coop::cancelled` when interrupted), one reports into an `error_code&`.
+///
+/// A datagram larger than the receive buffers is truncated: the buffers get
+/// its first bytes, the rest is lost (the kernel discards it), and the call
+/// reports `boost::asio::error::message_size` — the `error_code` form also
+/// returns the number of bytes stored (the buffers' size) and fills in the
+/// sender, so a caller that wants only a prefix can use it. A datagram
+/// goes out whole or not at all (`message_size` when it is too big for UDP).
+/// Sends wait only while the socket's send buffer is full (which loopback
+/// never makes it). At most 64 buffers per datagram (`invalid_argument`
+/// beyond). A connected socket may receive `connection_refused` when an
+/// earlier datagram met a closed port (ICMP).
+///
+/// Thread-safety: belongs to the runtime thread (or blocking-scope thread)
+/// that created it; one fiber at a time may receive and one may send. Owns
+/// its socket; destruction closes it.
+///
+/// Example:
+/// @code
+///   coop::net::udp_socket s(coop::net::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+///   std::array<char, 1500> buf;
+///   coop::net::udp::endpoint from;
+///   std::size_t n = s.receive_from(boost::asio::buffer(buf), from);
+///   s.send_to(boost::asio::buffer(buf.data(), n), from);
+/// @endcode
+class udp_socket {
+public:
+  /// Opens a socket and binds it to `local` (port 0: the kernel picks one;
+  /// ask `local_endpoint()`). Throws `boost::system::system_error` (address
+  /// in use...), or `usage_error` outside a runtime or blocking scope.
+  explicit udp_socket(const udp::endpoint& local);
+  udp_socket(udp_socket&&) noexcept = default;
+  udp_socket& operator=(udp_socket&&) noexcept = default;
+
+  /// Sends `buffers` as one datagram to `destination`; returns its size.
+  template <class ConstBuffers>
+  std::size_t send_to(const ConstBuffers& buffers, const udp::endpoint& destination, boost::system::error_code& ec) {
+    return send_impl(buffers, &destination, "coop::net::udp_socket::send_to", ec);
+  }
+  template <class ConstBuffers> std::size_t send_to(const ConstBuffers& buffers, const udp::endpoint& destination) {
+    boost::system::error_code ec;
+    std::size_t n = send_to(buffers, destination, ec);
+    throw_on_error(ec, "send_to");
+    return n;
+  }
+
+  /// Waits for one datagram, stores it in `buffers` and its origin in
+  /// `sender`; returns its size (see truncation above).
+  template <class MutableBuffers>
+  std::size_t receive_from(const MutableBuffers& buffers, udp::endpoint& sender, boost::system::error_code& ec) {
+    return receive_impl(buffers, &sender, "coop::net::udp_socket::receive_from", ec);
+  }
+  template <class MutableBuffers> std::size_t receive_from(const MutableBuffers& buffers, udp::endpoint& sender) {
+    boost::system::error_code ec;
+    std::size_t n = receive_from(buffers, sender, ec);
+    throw_on_error(ec, "receive_from");
+    return n;
+  }
+
+  /// Sets the default peer: `send` goes there, and `receive` takes datagrams
+  /// from it only. Never waits (UDP has no handshake), so it is never
+  /// interrupted.
+  void connect(const udp::endpoint& peer, boost::system::error_code& ec) { socket_.connect(peer, ec); }
+  void connect(const udp::endpoint& peer) {
+    boost::system::error_code ec;
+    connect(peer, ec);
+    throw_on_error(ec, "connect");
+  }
+
+  /// Connected socket: sends `buffers` as one datagram to the peer.
+  template <class ConstBuffers> std::size_t send(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    return send_impl(buffers, nullptr, "coop::net::udp_socket::send", ec);
+  }
+  template <class ConstBuffers> std::size_t send(const ConstBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = send(buffers, ec);
+    throw_on_error(ec, "send");
+    return n;
+  }
+
+  /// Connected socket: waits for one datagram from the peer.
+  template <class MutableBuffers> std::size_t receive(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    return receive_impl(buffers, nullptr, "coop::net::udp_socket::receive", ec);
+  }
+  template <class MutableBuffers> std::size_t receive(const MutableBuffers& buffers) {
+    boost::system::error_code ec;
+    std::size_t n = receive(buffers, ec);
+    throw_on_error(ec, "receive");
+    return n;
+  }
+
+  /// Closes the socket; a fiber blocked on it fails with `operation_aborted`.
+  void close(boost::system::error_code& ec) { socket_.close(ec); }
+  void close() {
+    boost::system::error_code ec;
+    close(ec);
+    throw_on_error(ec, "close");
+  }
+  bool is_open() const noexcept { return socket_.is_open(); }
+
+  udp::endpoint local_endpoint() const { return socket_.local_endpoint(); }
+  udp::endpoint local_endpoint(boost::system::error_code& ec) const { return socket_.local_endpoint(ec); }
+  /// The peer set by `connect`.
+  udp::endpoint remote_endpoint() const { return socket_.remote_endpoint(); }
+  udp::endpoint remote_endpoint(boost::system::error_code& ec) const { return socket_.remote_endpoint(ec); }
+
+  /// The underlying Asio socket, for options (broadcast, multicast, buffer
+  /// sizes...) and operations coop does not wrap.
+  udp::socket& socket() noexcept { return socket_; }
+  using executor_type = udp::socket::executor_type;
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+
+private:
+  static constexpr std::size_t max_iov = 64; // as many as Asio passes to the kernel
+
+  /// Returns true for fiber mode, false for blocking mode; sets `ec` when an
+  /// interruption is due (the call must then fail at once).
+  bool begin(const char* what, boost::system::error_code& ec);
+
+  template <class Buffers> static bool too_many_buffers(const Buffers& buffers, boost::system::error_code& ec) {
+    if (std::distance(boost::asio::buffer_sequence_begin(buffers), boost::asio::buffer_sequence_end(buffers)) <=
+        static_cast<std::ptrdiff_t>(max_iov))
+      return false;
+    ec = boost::asio::error::invalid_argument; // a datagram cannot be split: never send or receive part of it
+    return true;
+  }
+
+  /// A datagram longer than `capacity` (MSG_TRUNC reports its real size) is
+  /// reported as truncated.
+  static std::size_t check_truncation(std::size_t n, std::size_t capacity, boost::system::error_code& ec) noexcept {
+    if (ec || n <= capacity) return n;
+    ec = boost::asio::error::message_size;
+    return capacity;
+  }
+
+  template <class ConstBuffers>
+  std::size_t send_impl(const ConstBuffers& buffers, const udp::endpoint* to, const char* what,
+                        boost::system::error_code& ec) {
+    const bool fiber = begin(what, ec);
+    if (ec || too_many_buffers(buffers, ec)) return 0;
+    if (fiber) {
+      // The socket is non-blocking: try the kernel first, wait only for room.
+      std::size_t n = to ? socket_.send_to(buffers, *to, 0, ec) : socket_.send(buffers, 0, ec);
+      if (ec != boost::asio::error::would_block) return n;
+      const detail::wait_info info{"send", this, socket_.native_handle()};
+      return to ? socket_.async_send_to(buffers, *to, detail::yield_for(info, ec))
+                : socket_.async_send(buffers, detail::yield_for(info, ec));
+    }
+    if (!detail::has_blocking_deadline())
+      return to ? socket_.send_to(buffers, *to, 0, ec) : socket_.send(buffers, 0, ec);
+    iovec iov[max_iov];
+    return detail::send_with_deadline(socket_.native_handle(), iov, detail::to_iovec(buffers, iov, max_iov), ec,
+                                      to ? to->data() : nullptr, to ? to->size() : 0);
+  }
+
+  template <class MutableBuffers>
+  std::size_t receive_impl(const MutableBuffers& buffers, udp::endpoint* from, const char* what,
+                           boost::system::error_code& ec) {
+    const bool fiber = begin(what, ec);
+    if (ec || too_many_buffers(buffers, ec)) return 0;
+    std::size_t n = 0;
+    if (fiber) {
+      const detail::wait_info info{"receive", this, socket_.native_handle()};
+      n = from ? socket_.async_receive_from(buffers, *from, MSG_TRUNC, detail::yield_for(info, ec))
+               : socket_.async_receive(buffers, MSG_TRUNC, detail::yield_for(info, ec));
+    } else {
+      // Blocking mode: with a timeout, wait in poll() first; the receive then
+      // returns at once (one receiver at a time).
+      if (detail::has_blocking_deadline() && !detail::wait_ready(socket_.native_handle(), false, ec)) return 0;
+      n = from ? socket_.receive_from(buffers, *from, MSG_TRUNC, ec) : socket_.receive(buffers, MSG_TRUNC, ec);
+    }
+    return check_truncation(n, boost::asio::buffer_size(buffers), ec);
+  }
+
+  udp::socket socket_;
+};
+
+} // namespace coop::net
