@@ -1,7 +1,8 @@
 // bench/idle_bench.cpp — what an idle runtime costs: a coop listener waiting in
 // accept() with no clients, against a plain thread blocked in accept(2), over
 // the same period; then a runtime whose fibers are parked on an event, a
-// semaphore, a mutex, a wait_group and an async_result. Reports CPU time and
+// semaphore, a mutex, a wait_group, an async_result, a channel, a select,
+// a full pool, an offloaded call, a UDP receive and a Unix accept. Reports CPU time and
 // context switches (wake-ups) of each; a runtime that polls shows up as both.
 //
 //   idle_bench [SECONDS]      (default 3)
@@ -13,9 +14,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -96,17 +100,40 @@ int main(int argc, char** argv) {
     parked.push_back(coop::spawn([&] { std::lock_guard lock(m); }));
     parked.push_back(coop::spawn([&] { wg.wait(); }));
     parked.push_back(coop::spawn([&] { (void)result.get(); }));
-    coop::this_fiber::yield(); // all five park
+    // ...and on the rest of the toolbox: a channel, a select with a timer
+    // case, a full pool, an offloaded call, a UDP receive, a Unix accept.
+    coop::channel<int> ch(0);
+    std::optional<int> got;
+    coop::pool one(1);
+    std::promise<void> release_offload;
+    auto offload_blocks = release_offload.get_future().share();
+    coop::net::udp_socket udp({boost::asio::ip::make_address("127.0.0.1"), 0});
+    coop::net::unix_listener local("@coop-idle-bench-" + std::to_string(::getpid()));
+    std::array<char, 64> buf;
+    std::vector<coop::task<void>> cancelled;
+    parked.push_back(coop::spawn([&] { (void)ch.pop(); }));
+    parked.push_back(coop::spawn([&] { (void)coop::select(coop::recv(ch, got), coop::after(std::chrono::hours(24))); }));
+    cancelled.push_back(one.spawn([&] { ev.wait(); }));
+    cancelled.push_back(coop::spawn([&] { (void)one.spawn([] {}); })); // waits for the pool's slot
+    parked.push_back(coop::spawn([&] { coop::offload([&] { offload_blocks.wait(); }); }));
+    cancelled.push_back(coop::spawn([&] { (void)udp.receive(boost::asio::buffer(buf)); }));
+    cancelled.push_back(coop::spawn([&] { (void)local.accept(); }));
+    coop::this_fiber::yield(); // all of them park
     usage before = thread_usage();
     coop::sleep_for(period);
     usage after = thread_usage();
-    report("coop: 5 fibers parked on sync", before, after, seconds);
+    report("coop: 12 fibers parked on sync, channel, select, pool, offload, udp, unix", before, after, seconds);
     ev.set();
     sem.release();
     m.unlock();
     wg.done();
     result.set(0);
+    ch.close();
+    release_offload.set_value();
+    for (auto& t : cancelled)
+      t.cancel();
     coop::join_all(parked);
+    coop::join_all(cancelled);
   });
   return 0;
 }
