@@ -71,6 +71,32 @@ template <class Cond> void yield_until(Cond cond) {
   }
 }
 
+/// Runs `blocking` in a fiber under a 20 ms timeout; checks that it fails
+/// with timed_out.
+template <class F> void expect_timeout(F blocking) {
+  auto t = coop::spawn([&] {
+    coop::timeout scope(20ms);
+    blocking();
+  });
+  BOOST_CHECK_THROW(t.get(), coop::timeout_error);
+}
+
+/// Runs `blocking` in a fiber and cancels it from this one while it waits
+/// (not at its entry check); checks that it fails with cancelled and does
+/// not go on.
+template <class F> void expect_cancel(F blocking) {
+  bool started = false, reached_after = false;
+  auto t = coop::spawn([&] {
+    started = true;
+    blocking(); // parks before this fiber runs again (same thread)
+    reached_after = true;
+  });
+  yield_until([&] { return started; });
+  t.cancel();
+  BOOST_CHECK_THROW(t.get(), coop::cancelled);
+  BOOST_TEST(!reached_after);
+}
+
 /// Elapsed time of `fn`, for assertions about ordering (never about speed).
 template <class F> std::chrono::steady_clock::duration elapsed(F&& fn) {
   auto t0 = std::chrono::steady_clock::now();

@@ -18,28 +18,8 @@
 
 namespace {
 
-/// Runs `blocking` in a fiber under a 20 ms timeout; checks it fails with timed_out.
-template <class F> void expect_timeout(F blocking) {
-  auto t = coop::spawn([&] {
-    coop::timeout scope(20ms);
-    blocking();
-  });
-  BOOST_CHECK_THROW(t.get(), coop::timeout_error);
-}
-
-/// Runs `blocking` in a fiber, cancels it from another fiber once it waits;
-/// checks it fails with cancelled and does not go on.
-template <class F> void expect_cancel(F blocking) {
-  bool reached_after = false;
-  auto t = coop::spawn([&] {
-    blocking();
-    reached_after = true;
-  });
-  coop::this_fiber::yield(); // same thread: the other fiber runs up to its wait
-  t.cancel();
-  BOOST_CHECK_THROW(t.get(), coop::cancelled);
-  BOOST_TEST(!reached_after);
-}
+using test_support::expect_cancel;
+using test_support::expect_timeout;
 
 /// Runs `blocking` in a fiber inside a shield, cancels it while it waits,
 /// then lets `complete` end the wait: the wait succeeds, and the first

@@ -33,29 +33,8 @@ std::pair<coop::task<void>, udp::endpoint> echo_server() {
   return {std::move(t), where};
 }
 
-/// Runs `blocking` in a fiber under a 20 ms timeout; checks that it fails with timed_out.
-template <class F> void expect_timeout(F blocking) {
-  auto t = coop::spawn([&] {
-    coop::timeout scope(20ms);
-    blocking();
-  });
-  BOOST_CHECK_THROW(t.get(), coop::timeout_error);
-}
-
-/// Runs `blocking` in a fiber and cancels it from this one while it waits
-/// (not at its entry check); checks that it fails with cancelled.
-template <class F> void expect_cancel(F blocking) {
-  bool started = false, reached_after = false;
-  auto t = coop::spawn([&] {
-    started = true;
-    blocking(); // parks before this fiber yields again
-    reached_after = true;
-  });
-  test_support::yield_until([&] { return started; });
-  t.cancel();
-  BOOST_CHECK_THROW(t.get(), coop::cancelled);
-  BOOST_TEST(!reached_after);
-}
+using test_support::expect_cancel;
+using test_support::expect_timeout;
 
 } // namespace
 

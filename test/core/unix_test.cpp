@@ -88,30 +88,8 @@ stream_pair connected_pair(const temp_dir& dir, const std::string& name = "pair.
   return {c.get(), std::move(s)};
 }
 
-/// Runs `blocking` in a fiber under a 20 ms timeout, once it has started
-/// waiting; checks that it fails with timed_out.
-template <class F> void expect_timeout(F blocking) {
-  auto t = coop::spawn([&] {
-    coop::timeout scope(20ms);
-    blocking();
-  });
-  BOOST_CHECK_THROW(t.get(), coop::timeout_error);
-}
-
-/// Runs `blocking` in a fiber and cancels it from this one while it waits
-/// (not at its entry check); checks that it fails with cancelled.
-template <class F> void expect_cancel(F blocking) {
-  bool started = false, reached_after = false;
-  auto t = coop::spawn([&] {
-    started = true;
-    blocking(); // parks before this fiber yields again
-    reached_after = true;
-  });
-  test_support::yield_until([&] { return started; });
-  t.cancel();
-  BOOST_CHECK_THROW(t.get(), coop::cancelled);
-  BOOST_TEST(!reached_after);
-}
+using test_support::expect_cancel;
+using test_support::expect_timeout;
 
 } // namespace
 
