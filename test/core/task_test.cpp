@@ -150,6 +150,16 @@ COOP_TEST_CASE(ten_thousand_fibers) {
   BOOST_TEST(sum == static_cast<long long>(n) * (n - 1) / 2);
 }
 
+BOOST_AUTO_TEST_CASE(spawn_on_a_thread_the_runtime_does_not_have_is_a_usage_error) {
+  coop::runtime rt(2);
+  BOOST_CHECK_THROW(rt.spawn_on(5, [] {}).detach(), coop::usage_error);
+  try {
+    rt.spawn_on(2, [] {}).detach();
+  } catch (const coop::usage_error& e) {
+    BOOST_TEST(std::string(e.what()).find("thread index 2 on a runtime of 2 threads") != std::string::npos);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(runtime_spawn_on_each_thread_runs_there) {
   for (unsigned threads : runtime_sizes) {
     coop::runtime rt(threads);

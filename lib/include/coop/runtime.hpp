@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -31,10 +32,14 @@ public:
   /// Number of runtime threads.
   unsigned size() const noexcept { return static_cast<unsigned>(workers_.size()); }
 
-  /// Starts `fn` in a new fiber on runtime thread `index`.
+  /// Starts `fn` in a new fiber on runtime thread `index`. Throws
+  /// `usage_error` when `index` is not below `size()`.
   template <class F> task<detail::spawn_result_t<F>> spawn_on(unsigned index, F&& fn) {
     using R = detail::spawn_result_t<F>;
-    detail::worker& w = *workers_.at(index);
+    if (index >= workers_.size())
+      throw usage_error("coop::runtime::spawn_on: thread index " + std::to_string(index) + " on a runtime of " +
+                        std::to_string(workers_.size()) + " threads");
+    detail::worker& w = *workers_[index];
     auto st = std::make_shared<detail::task_state<R>>();
     st->bind(w, nullptr);
     boost::asio::post(w.io, [&w, st, f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
