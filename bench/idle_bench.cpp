@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
     std::array<char, 64> buf;
     std::vector<coop::task<void>> cancelled;
     parked.push_back(coop::spawn([&] { (void)ch.pop(); }));
-    parked.push_back(coop::spawn([&] { (void)coop::select(coop::recv(ch, got), coop::after(std::chrono::hours(24))); }));
+    parked.push_back(
+        coop::spawn([&] { (void)coop::select(coop::recv(ch, got), coop::after(std::chrono::hours(24))); }));
     cancelled.push_back(one.spawn([&] { ev.wait(); }));
     cancelled.push_back(coop::spawn([&] { (void)one.spawn([] {}); })); // waits for the pool's slot
     parked.push_back(coop::spawn([&] { coop::offload([&] { offload_blocks.wait(); }); }));

@@ -68,7 +68,8 @@ boost::context::stack_context stack_pool::allocate() {
                 << std::endl;
   }
   std::size_t length = size_ + (guarded ? page_size() : 0);
-  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+  void* p =
+      ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
   if (p == MAP_FAILED || (guarded && ::mprotect(p, page_size(), PROT_NONE) != 0)) {
     if (p != MAP_FAILED) ::munmap(p, length);
     if (guarded) guarded_stacks.fetch_sub(1, std::memory_order_relaxed);

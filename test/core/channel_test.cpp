@@ -27,7 +27,7 @@ COOP_TEST_CASE(capacity_zero_is_a_rendezvous) {
     pushed = true;
   });
   coop::this_fiber::yield(); // same thread: the other fiber runs up to its wait
-  BOOST_TEST(!pushed); // still waiting for a receiver
+  BOOST_TEST(!pushed);       // still waiting for a receiver
   BOOST_TEST(*ch.pop() == 7);
   sender.join();
   BOOST_TEST(pushed);

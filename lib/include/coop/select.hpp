@@ -67,7 +67,8 @@ inline detail::after_case at(std::chrono::steady_clock::time_point deadline) {
 ///   switch (coop::select(coop::recv(jobs, j), coop::recv(control, stop), coop::after(1s)).index) { ... }
 /// @endcode
 template <class... Args> auto select(Args&&... args) {
-  static_assert((detail::is_error_code_ref<Args&&>::value + ... + 0) <= (detail::last_is_error_code<Args&&...>() ? 1 : 0),
+  static_assert((detail::is_error_code_ref<Args&&>::value + ... + 0) <=
+                    (detail::last_is_error_code<Args&&...>() ? 1 : 0),
                 "coop::select: the error_code& argument comes last, after the cases");
   if constexpr (detail::last_is_error_code<Args&&...>()) {
     return detail::select_with_ec(std::forward_as_tuple(std::forward<Args>(args)...),

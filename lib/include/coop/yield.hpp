@@ -58,7 +58,8 @@ public:
 
   template <class Initiation, class... Args>
   static return_type initiate(Initiation&& init, coop::yield_t token, Args&&... args) {
-    return coop::detail::yield_initiate<Ts...>(token.ec_, *token.info_, std::forward<Initiation>(init), std::forward<Args>(args)...);
+    return coop::detail::yield_initiate<Ts...>(token.ec_, *token.info_, std::forward<Initiation>(init),
+                                               std::forward<Args>(args)...);
   }
 };
 

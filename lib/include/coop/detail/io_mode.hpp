@@ -58,8 +58,8 @@ void connect_with_deadline(int fd, const void* addr, std::size_t len, boost::sys
 /// Gathers up to `max` buffers of a sequence as iovecs; returns how many.
 template <class Buffers> std::size_t to_iovec(const Buffers& buffers, iovec* iov, std::size_t max) noexcept {
   std::size_t n = 0;
-  for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers) && n < max;
-       ++it) {
+  for (auto it = boost::asio::buffer_sequence_begin(buffers);
+       it != boost::asio::buffer_sequence_end(buffers) && n < max; ++it) {
     auto b = *it;
     iov[n].iov_base = const_cast<void*>(static_cast<const void*>(b.data()));
     iov[n].iov_len = b.size();

@@ -130,13 +130,12 @@ std::optional<select_result> select_impl(bool block, boost::system::error_code& 
   std::size_t start = next_select_start() % n;
   std::optional<select_result> done;
   for (std::size_t k = 0; k < n && !done; ++k)
-    visit_case(
-        (start + k) % n,
-        [&](auto& c, std::size_t i) {
-          if (!c.enabled()) return;
-          if (auto st = c.now()) done = select_result{i, *st};
-        },
-        cases...);
+    visit_case((start + k) % n,
+               [&](auto& c, std::size_t i) {
+                 if (!c.enabled()) return;
+                 if (auto st = c.now()) done = select_result{i, *st};
+               },
+               cases...);
   if (done || !block) {
     unlock_all();
     return done;

@@ -42,9 +42,9 @@ public:
 
 private:
   struct mapping {
-    std::size_t length;    ///< bytes mapped, guard page included
-    bool guarded;          ///< the lowest page is PROT_NONE
-    unsigned valgrind_id;  ///< VALGRIND_STACK_REGISTER's id, or 0
+    std::size_t length;   ///< bytes mapped, guard page included
+    bool guarded;         ///< the lowest page is PROT_NONE
+    unsigned valgrind_id; ///< VALGRIND_STACK_REGISTER's id, or 0
   };
   void release(boost::context::stack_context& sctx) noexcept;
 
