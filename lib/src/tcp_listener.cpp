@@ -67,16 +67,17 @@ void basic_listener<Protocol>::listen(const endpoint_type& endpoint, const liste
 template <class Protocol>
 typename basic_listener<Protocol>::stream_type basic_listener<Protocol>::accept(boost::system::error_code& ec) {
   const char* what = listener_name<Protocol>("coop::net::tcp_listener::accept", "coop::net::unix_listener::accept");
-  detail::io_mode mode = detail::mode_for(acceptor_.get_executor(), what);
+  const bool fiber = detail::begin_call(acceptor_.get_executor(), what, ec);
   typename Protocol::socket s(acceptor_.get_executor());
   const detail::wait_info info{"accept", this, acceptor_.native_handle()};
-  if (mode.fiber) {
-    if (!mode.fiber->checkpoint(ec)) acceptor_.async_accept(s, detail::yield_for(info, ec));
-  } else if (!detail::current_wait_context().checkpoint(ec)) {
+  if (ec) {
+    // an interruption was due: the call fails without waiting
+  } else if (fiber) {
+    acceptor_.async_accept(s, detail::yield_for(info, ec));
+  } else if (!detail::has_blocking_deadline() || detail::wait_ready(acceptor_.native_handle(), false, ec)) {
     // Blocking mode: with a timeout, wait in poll() first; accept then
     // returns at once (one acceptor at a time).
-    if (!detail::has_blocking_deadline() || detail::wait_ready(acceptor_.native_handle(), false, ec))
-      acceptor_.accept(s, ec);
+    acceptor_.accept(s, ec);
   }
   if constexpr (detail::is_tcp<Protocol>) {
     if (!ec && no_delay_) {
