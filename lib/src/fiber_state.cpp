@@ -16,6 +16,10 @@ thread_local fiber_locals thread_locals;
 std::atomic<std::uint64_t> last_fiber_local_id{0};
 } // namespace
 
+fiber_state::~fiber_state() {
+  if (registry) registry->forget(*this);
+}
+
 fiber_state* current_fiber_state() noexcept {
   if (!current_worker()) return nullptr;
   auto* ctx = boost::fibers::context::active();

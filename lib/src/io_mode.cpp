@@ -113,10 +113,7 @@ void connect_with_deadline(int fd, const void* addr, std::size_t len, boost::sys
 io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
   if (fiber_state* fs = current_fiber_state()) {
     auto& ctx = boost::asio::query(ex, boost::asio::execution::context);
-    if (&ctx != static_cast<boost::asio::execution_context*>(&fs->owner->io))
-      throw usage_error(std::string("coop: ") + what +
-                        " on an object that belongs to another runtime thread (fibers and their "
-                        "sockets stay on the thread that created them)");
+    require_own_io(*fs, ctx, what);
     return {fs};
   }
   if (blocking_depth > 0) {
@@ -133,6 +130,30 @@ bool begin_call(const boost::asio::any_io_executor& ex, const char* what, boost:
   wait_context& wc = mode.fiber ? *mode.fiber : current_wait_context();
   wc.checkpoint(ec);
   return mode.fiber != nullptr;
+}
+
+void require_own_io(const fiber_state& fs, const boost::asio::execution_context& ctx, const char* what) {
+  if (&ctx != static_cast<boost::asio::execution_context*>(&fs.owner->io))
+    throw usage_error(std::string("coop: ") + what +
+                      " on an object that belongs to another runtime thread, or to a runtime that has "
+                      "ended (fibers and their sockets stay on the thread that created them)");
+}
+
+void require_owner(const boost::asio::any_io_executor& ex, const char* what) {
+  if (is_blocking_io(ex)) return;
+  if (fiber_state* fs = current_fiber_state())
+    require_own_io(*fs, boost::asio::query(ex, boost::asio::execution::context), what);
+  else
+    throw usage_error(std::string("coop: ") + what +
+                      " on an object of a runtime thread from outside its fibers; call it from a fiber of "
+                      "the thread that created the object");
+}
+
+std::shared_ptr<void> keep_io_alive(const boost::asio::any_io_executor& ex) noexcept {
+  worker* w = current_worker();
+  auto& ctx = boost::asio::query(ex, boost::asio::execution::context);
+  if (w && &ctx == static_cast<boost::asio::execution_context*>(&w->io)) return w->io_holder;
+  return nullptr;
 }
 
 boost::asio::io_context& io_for_new_object(const char* what) {

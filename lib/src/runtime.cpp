@@ -1,12 +1,15 @@
 #include <coop/runtime.hpp>
 
+#include <mutex>
+
 namespace coop {
 
 runtime::runtime(unsigned threads, const run_options& opts) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < threads; ++i) {
-    workers_.push_back(std::make_unique<detail::worker>(detail::worker_options{opts.stack_size}));
+    workers_.push_back(std::make_unique<detail::worker>(opts));
     workers_.back()->index = i;
+    workers_.back()->group = this;
   }
   for (auto& w : workers_)
     threads_.emplace_back([w = w.get()] {
@@ -15,9 +18,25 @@ runtime::runtime(unsigned threads, const run_options& opts) {
     });
 }
 
-runtime::~runtime() {
+runtime::~runtime() noexcept(false) {
   for (auto& w : workers_)
     w->request_stop();
+  if (auto* self = detail::current_worker(); self && self->group == this) {
+    // Joining would wait for this very thread. Let the threads end on their
+    // own once their fibers are done, and keep their workers for good (in a
+    // place leak checkers can reach: the threads use them to the end).
+    static auto* const orphans = new std::vector<std::unique_ptr<detail::worker>>;
+    static std::mutex orphans_mutex;
+    {
+      std::lock_guard lk(orphans_mutex);
+      for (auto& w : workers_)
+        orphans->push_back(std::move(w));
+    }
+    for (auto& t : threads_)
+      t.detach();
+    throw usage_error("coop::runtime destroyed on one of its own threads; destroy it on the thread that "
+                      "created it (the runtime keeps running until its fibers end)");
+  }
   for (auto& t : threads_)
     t.join();
 }

@@ -31,9 +31,17 @@ context* scheduler::pick_next() noexcept {
       run_handlers(false, {});
     }
   }
-  if (ready_.empty()) return nullptr;
+  // What the watchdog needs to see stalls (lib/src/monitor.cpp): a switch
+  // happened, and to which fiber.
+  worker_.switches.store(worker_.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (ready_.empty()) {
+    worker_.running.store(0, std::memory_order_relaxed);
+    return nullptr;
+  }
   context* ctx = &ready_.front();
   ready_.pop_front();
+  auto* props = static_cast<fiber_state*>(ctx->get_properties());
+  worker_.running.store(props ? props->id : 0, std::memory_order_relaxed);
   return ctx;
 }
 
@@ -42,7 +50,9 @@ bool scheduler::has_ready_fibers() const noexcept {
 }
 
 void scheduler::suspend_until(clock::time_point const& tp) noexcept {
+  worker_.idle.store(true, std::memory_order_relaxed);
   run_handlers(true, tp);
+  worker_.idle.store(false, std::memory_order_relaxed);
   last_reactor_visit_ = clock::now();
 }
 

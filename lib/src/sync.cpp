@@ -33,7 +33,7 @@ bool event::is_set() const noexcept {
 }
 
 detail::park_result event::wait_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"event wait", this};
+  const detail::wait_info info{"event wait", this, -1, true};
   detail::waiter w;
   return detail::sync_wait(lock_, waiters_, w, info, deadline, ec, [&] { return set_; });
 }
@@ -61,7 +61,7 @@ bool event::wait_until(std::chrono::steady_clock::time_point deadline) {
 // --- semaphore -----------------------------------------------------------------------
 
 detail::park_result semaphore::acquire_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"semaphore acquire", this};
+  const detail::wait_info info{"semaphore acquire", this, -1, true};
   detail::waiter w; // completed = a release handed it a unit
   return detail::sync_wait(lock_, waiters_, w, info, deadline, ec, [&] {
     if (count_ == 0) return false;
@@ -116,7 +116,7 @@ std::size_t semaphore::available() const noexcept {
 // --- mutex ---------------------------------------------------------------------------
 
 detail::park_result mutex::lock_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"mutex lock", this};
+  const detail::wait_info info{"mutex lock", this, -1, true};
   detail::wait_context& self = detail::current_wait_context();
   detail::waiter w;
   w.payload = &self; // the new holder, set by unlock() when it hands over
@@ -192,7 +192,7 @@ std::ptrdiff_t wait_group::count() const noexcept {
 }
 
 detail::park_result wait_group::wait_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"wait_group wait", this};
+  const detail::wait_info info{"wait_group wait", this, -1, true};
   detail::waiter w;
   return detail::sync_wait(lock_, waiters_, w, info, deadline, ec, [&] { return count_ == 0; });
 }

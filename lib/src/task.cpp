@@ -26,7 +26,7 @@ park_result task_base::wait(boost::system::error_code& ec, steady_time deadline)
   if (wc.checkpoint(ec)) return park_result::interrupted;
   spinlock_lock lk(lock_);
   if (done_) return park_result::completed;
-  const wait_info info{"join", this};
+  const wait_info info{"join", this, -1, true};
   waiter w;
   return waiters_.wait(lk, w, info, ec, deadline);
 }

@@ -4,7 +4,8 @@
 namespace coop::net {
 
 template <class Protocol>
-basic_stream<Protocol>::basic_stream(socket_type socket) noexcept : socket_(std::move(socket)) {
+basic_stream<Protocol>::basic_stream(socket_type socket) noexcept
+    : keep_io_(detail::keep_io_alive(socket.get_executor())), socket_(std::move(socket)) {
   if (socket_.is_open() && !detail::is_blocking_io(socket_.get_executor())) {
     // Lets write_some try the kernel first and report would_block instead of
     // blocking the thread; Asio's async operations are unaffected.

@@ -1,5 +1,6 @@
 #include <coop/detail/fiber_state.hpp>
 #include <coop/detail/park.hpp>
+#include <coop/detail/worker.hpp>
 #include <coop/this_fiber.hpp>
 
 #include <boost/fiber/operations.hpp>
@@ -49,6 +50,9 @@ void yield() {
 }
 
 void set_name(std::string_view name) {
+  std::unique_lock<std::mutex> lk;
+  if (detail::fiber_state* fs = detail::current_fiber_state(); fs && fs->registry)
+    lk = std::unique_lock(fs->registry->registry_mutex); // coop::dump_fibers reads it
   std::string& slot = current_name();
   if (name.empty())
     std::string().swap(slot); // back to no allocation

@@ -1,3 +1,4 @@
+#include <coop/detail/monitor.hpp>
 #include <coop/detail/scheduler.hpp>
 #include <coop/detail/worker.hpp>
 #include <coop/timeout.hpp>
@@ -23,7 +24,8 @@ worker& require_worker(const char* what) {
                     " must be called on a coop runtime thread (inside coop::run or coop::runtime)");
 }
 
-worker::worker(const worker_options& opts) : stacks(std::make_shared<stack_pool>(opts.stack_size)) {}
+worker::worker(const run_options& opts)
+    : stacks(std::make_shared<stack_pool>(opts.stack_size)), options(with_environment(opts)) {}
 
 worker::~worker() = default;
 
@@ -31,7 +33,31 @@ void worker::attach() {
   if (this_thread_worker) throw usage_error("coop: this thread already runs a coop runtime (nested coop::run?)");
   boost::fibers::use_scheduling_algorithm<scheduler>(*this);
   this_thread_worker = this;
+  thread = ::pthread_self();
   install_overflow_handler();
+  watch_worker(*this);
+}
+
+void worker::adopt(fiber_state& fs) noexcept {
+  static std::atomic<std::uint64_t> last_id{0};
+  fs.id = last_id.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::lock_guard lk(registry_mutex);
+  fs.registry = this;
+  fs.registry_next = fibers;
+  if (fibers) fibers->registry_prev = &fs;
+  fibers = &fs;
+  ++fiber_count;
+}
+
+void worker::forget(fiber_state& fs) noexcept {
+  std::lock_guard lk(registry_mutex);
+  if (fs.registry_prev)
+    fs.registry_prev->registry_next = fs.registry_next;
+  else
+    fibers = fs.registry_next;
+  if (fs.registry_next) fs.registry_next->registry_prev = fs.registry_prev;
+  fs.registry = nullptr;
+  --fiber_count;
 }
 
 void worker::wait_and_detach(bool until_stopped) {
@@ -52,6 +78,7 @@ void worker::wait_and_detach(bool until_stopped) {
   // Let the dispatcher release the contexts of fibers that just ended, so
   // their stacks go back to the pool while this worker still exists.
   boost::this_fiber::yield();
+  unwatch_worker(*this);
   boost::fibers::use_scheduling_algorithm<boost::fibers::algo::round_robin>();
   this_thread_worker = nullptr;
   remove_overflow_stack();

@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE coop_stack
 // Fiber stacks fail safe: a guard page under every stack, a clear message on
 // overflow, and enough stacks for 100,000 parked fibers with default limits.
+#include "child.hpp"
 #include "support.hpp"
 
 #include <sys/wait.h>
@@ -13,6 +14,8 @@
 
 namespace {
 
+using test_support::in_child;
+
 /// Recurses with a 1 KiB frame per level until the stack runs out (the
 /// bound is never reached: 1 GiB of frames).
 [[gnu::noinline]] int deep(int n, volatile char* parent) {
@@ -21,34 +24,6 @@ namespace {
   frame[1023] = parent[0];
   if (n > (1 << 20)) return frame[0];
   return deep(n + 1, frame) + frame[1023];
-}
-
-struct child_outcome {
-  int status;
-  std::string stderr_text;
-};
-
-/// Runs `fn` in a forked child (stderr captured), then waits for it.
-template <class F> child_outcome in_child(F fn) {
-  int fds[2];
-  BOOST_REQUIRE(::pipe(fds) == 0);
-  pid_t pid = ::fork();
-  BOOST_REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(fds[1], STDERR_FILENO);
-    ::close(fds[0]);
-    fn();
-    std::_Exit(0);
-  }
-  ::close(fds[1]);
-  std::string text;
-  char buf[512];
-  for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;)
-    text.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return {status, text};
 }
 
 constexpr unsigned canary_value = 0xC0FFEEu;

@@ -208,7 +208,7 @@ private:
     if (!block) return {channel_status::full, {}};
     detail::waiter w;
     w.payload = &item;
-    const detail::wait_info info{"channel push", this};
+    const detail::wait_info info{"channel push", this, -1, true};
     switch (senders_.wait(lk, w, info, ec, deadline)) {
     case detail::park_result::completed:
       return {w.status == sender_taken ? channel_status::success : channel_status::closed, {}};
@@ -250,7 +250,7 @@ private:
     if (!block) return {channel_status::empty, {}};
     detail::waiter w;
     w.payload = &out;
-    const detail::wait_info info{"channel pop", this};
+    const detail::wait_info info{"channel pop", this, -1, true};
     switch (receivers_.wait(lk, w, info, ec, deadline)) {
     case detail::park_result::completed:
       return {out ? channel_status::success : channel_status::closed, {}};

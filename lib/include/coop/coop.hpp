@@ -4,6 +4,7 @@
 #include <coop/async_result.hpp>
 #include <coop/blocking_scope.hpp>
 #include <coop/channel.hpp>
+#include <coop/diagnostics.hpp>
 #include <coop/error.hpp>
 #include <coop/event.hpp>
 #include <coop/fiber_local.hpp>
@@ -21,6 +22,7 @@
 #include <coop/offload.hpp>
 #include <coop/pool.hpp>
 #include <coop/run.hpp>
+#include <coop/run_options.hpp>
 #include <coop/runtime.hpp>
 #include <coop/select.hpp>
 #include <coop/semaphore.hpp>

@@ -2,18 +2,13 @@
 #pragma once
 
 #include <coop/detail/worker.hpp>
+#include <coop/run_options.hpp>
 #include <coop/task.hpp>
 
 #include <cstddef>
 #include <utility>
 
 namespace coop {
-
-/// Options of a runtime thread.
-struct run_options {
-  /// Stack size of every fiber (pooled and reused per thread).
-  std::size_t stack_size = 128 * 1024;
-};
 
 /// Turns the calling thread into a coop runtime, runs `fn` in a fiber and
 /// returns its result (or rethrows its exception) once `fn` and every fiber
@@ -25,7 +20,7 @@ struct run_options {
 ///   int main() { return coop::run([] { coop::sleep_for(10ms); return 0; }); }
 /// @endcode
 template <class F> detail::spawn_result_t<F> run(F&& fn, const run_options& opts = {}) {
-  detail::worker w(detail::worker_options{opts.stack_size});
+  detail::worker w(opts);
   w.attach();
   task<detail::spawn_result_t<F>> t;
   try {

@@ -19,13 +19,15 @@ namespace coop {
 /// `spawn_on` or `run_on_each` (e.g. one SO_REUSEPORT listener per thread).
 ///
 /// Thread-safety: all members may be called from any thread except that the
-/// destructor must not run on one of the runtime's own threads. The
-/// destructor waits for every fiber of the runtime to finish.
+/// destructor must not run on one of the runtime's own threads (it would wait
+/// for itself): there it throws `usage_error` and leaves the runtime running
+/// until its fibers have finished. Elsewhere the destructor waits for every
+/// fiber of the runtime to finish.
 class runtime {
 public:
   /// Starts `threads` runtime threads (0: one per hardware thread).
   explicit runtime(unsigned threads = 0, const run_options& opts = {});
-  ~runtime();
+  ~runtime() noexcept(false);
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 

@@ -5,9 +5,11 @@
 #include <coop/detail/wait_context.hpp>
 
 #include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/fiber/context.hpp>
 #include <boost/fiber/properties.hpp>
 
+#include <cstdint>
 #include <string>
 
 namespace coop::detail {
@@ -17,10 +19,13 @@ class task_base;
 
 /// Per-fiber state, attached to every fiber our scheduler runs (as Boost.Fiber
 /// properties): its wait context (cancellation, shields, timeouts) and its
-/// runtime thread. Touched only on the fiber's own thread.
+/// runtime thread. Touched only on the fiber's own thread, except what the
+/// diagnostics read from other threads under the worker's registry lock
+/// (`id`, `name`, `task`, the wait snapshot).
 class fiber_state final : public boost::fibers::fiber_properties, public wait_context {
 public:
   explicit fiber_state(boost::fibers::context* ctx) noexcept : fiber_properties(ctx) {}
+  ~fiber_state() override;
 
   worker* owner = nullptr;   ///< the runtime thread the fiber lives on
   task_base* task = nullptr; ///< the task control block, for spawned fibers
@@ -28,7 +33,15 @@ public:
   /// per-operation cancellation costs no allocation per call.
   boost::asio::cancellation_signal signal;
   /// `coop::this_fiber::set_name`; empty (and unallocated) until named.
+  /// Changed only under the worker's registry lock once registered.
   std::string name;
+  /// Process-wide number of a fiber launched by coop (1, 2, ...); 0 for the
+  /// contexts Boost.Fiber creates itself (a thread's main, the dispatcher).
+  std::uint64_t id = 0;
+  /// Links in the worker's registry of live fibers (`worker::adopt`).
+  worker* registry = nullptr;
+  fiber_state* registry_prev = nullptr;
+  fiber_state* registry_next = nullptr;
   /// `coop::fiber_local` values; destroyed when the fiber's function has
   /// returned (`task_base::finish`), what remains with this state.
   fiber_locals locals;
@@ -40,5 +53,9 @@ fiber_state* current_fiber_state() noexcept;
 
 /// Like current_fiber_state(), but throws `usage_error` naming `what`.
 fiber_state& require_fiber(const char* what);
+
+/// Throws `usage_error` (naming `what`) unless `ctx` is the io_context of
+/// `fs`'s runtime thread: an I/O object is used only where it was made.
+void require_own_io(const fiber_state& fs, const boost::asio::execution_context& ctx, const char* what);
 
 } // namespace coop::detail

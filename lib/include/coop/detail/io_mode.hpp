@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <memory>
 
 namespace coop::detail {
 
@@ -32,6 +33,18 @@ bool begin_call(const boost::asio::any_io_executor& ex, const char* what, boost:
 
 /// The io_context new I/O objects of the calling thread belong to.
 boost::asio::io_context& io_for_new_object(const char* what);
+
+/// Keeps the io_context of a coop I/O object alive for as long as the object
+/// (a member declared before the socket): an object that outlives its
+/// `coop::run` then closes cleanly instead of touching a freed reactor.
+/// Null for objects of a blocking scope (their io_context lives forever).
+std::shared_ptr<void> keep_io_alive(const boost::asio::any_io_executor& ex) noexcept;
+
+/// For calls that do not wait (close, shutdown): throws `usage_error` when
+/// the object belongs to a runtime thread and the caller is not a fiber of
+/// that thread (it would race with the reactor). Objects of a blocking scope
+/// are plain sockets: any thread may close them.
+void require_owner(const boost::asio::any_io_executor& ex, const char* what);
 
 /// True for objects created in a blocking scope (their io_context never runs).
 bool is_blocking_io(const boost::asio::any_io_executor& ex) noexcept;

@@ -90,7 +90,7 @@ park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_inf
                               a.w->wake();
                           },
                           &args};
-    wc.enter_wait(&info, withdrawing ? nullptr : &hook);
+    wc.enter_wait(info, deadline, withdrawing ? nullptr : &hook);
     if (deadline == no_deadline)
       self->suspend(lk);
     else

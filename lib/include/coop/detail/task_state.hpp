@@ -103,7 +103,7 @@ template <class Body> void launch_fiber(worker& w, std::shared_ptr<task_base> st
                            keep.reset();
                            w.fiber_finished();
                          });
-  fs.release(); // the fiber's context owns its properties now
+  w.adopt(*fs.release()); // the fiber's context owns its properties now
   w.fiber_started();
   f.detach();
 }

@@ -6,7 +6,9 @@
 
 #include <boost/fiber/waker.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 
 namespace coop::detail {
 
@@ -29,6 +31,27 @@ struct wait_info {
   const char* what = "";        ///< "channel pop", "read", "sleep", ...
   const void* object = nullptr; ///< the channel, task, socket... waited on
   int fd = -1;                  ///< the descriptor, for socket waits
+  /// Only another fiber of the runtime can end this wait (a channel, a lock,
+  /// a join): what the deadlock report looks for. I/O, timers, signals and
+  /// offloaded work are not.
+  bool internal = false;
+};
+
+/// Monotonic time in nanoseconds from the coarse clock (a few nanoseconds
+/// to read, millisecond resolution): when a wait began, for diagnostics.
+std::int64_t coarse_now_ns() noexcept;
+
+/// What a context waits on, copied out of its `wait_info` when the wait
+/// begins, for readers on other threads (`coop::dump_fibers`, the deadlock
+/// report). Written only by the owner thread; relaxed atomics, so a reader
+/// may see a mix of two successive waits, never freed memory.
+struct wait_snapshot {
+  std::atomic<const char*> what{nullptr}; ///< null while not waiting
+  std::atomic<const void*> object{nullptr};
+  std::atomic<int> fd{-1};
+  std::atomic<bool> internal{false};
+  std::atomic<std::int64_t> since_ns{0};  ///< coarse_now_ns() when the wait began
+  std::atomic<steady_time::rep> until{0}; ///< when a timer ends it (`no_deadline`: never)
 };
 
 /// How an interruption reaches a parked context: by default it wakes it (the
@@ -93,17 +116,26 @@ public:
     if (parked_ && pending_interrupt()) (*parked_)();
   }
 
-  /// Set by `park` while the context waits: what it waits on, and how an
-  /// interruption reaches it (null while it must not be interrupted).
-  void enter_wait(const wait_info* info, const wait_interrupter* interruptible) noexcept {
-    waiting_on_ = info;
+  /// Set by `park` while the context waits: what it waits on, until when a
+  /// timer would end the wait, and how an interruption reaches it (null
+  /// while it must not be interrupted).
+  void enter_wait(const wait_info& info, steady_time until, const wait_interrupter* interruptible) noexcept {
+    constexpr auto r = std::memory_order_relaxed;
+    snapshot.object.store(info.object, r);
+    snapshot.fd.store(info.fd, r);
+    snapshot.internal.store(info.internal, r);
+    snapshot.until.store(until.time_since_epoch().count(), r);
+    snapshot.since_ns.store(coarse_now_ns(), r);
+    snapshot.what.store(info.what, std::memory_order_release);
     parked_ = interruptible;
   }
   void leave_wait() noexcept {
-    waiting_on_ = nullptr;
+    snapshot.what.store(nullptr, std::memory_order_relaxed);
     parked_ = nullptr;
   }
-  const wait_info* waiting_on() const noexcept { return waiting_on_; }
+
+  /// What the context waits on now (see `enter_wait`); readable from any thread.
+  wait_snapshot snapshot;
 
   /// Links `t` as the innermost timeout; `unlink` removes it wherever it is
   /// (scopes held in optionals may end out of order).
@@ -124,7 +156,6 @@ private:
   boost::system::error_code timeout_due() noexcept;
   void yield_after_failure() noexcept;
 
-  const wait_info* waiting_on_ = nullptr;
   const wait_interrupter* parked_ = nullptr;
 };
 

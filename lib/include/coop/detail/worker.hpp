@@ -4,35 +4,74 @@
 #include <coop/detail/fiber_state.hpp>
 #include <coop/detail/park.hpp>
 #include <coop/detail/stack_pool.hpp>
+#include <coop/run_options.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/fiber/detail/spinlock.hpp>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 
 namespace coop::detail {
 
-/// Options for one runtime thread.
-struct worker_options {
-  std::size_t stack_size = 128 * 1024;
+/// What the watchdog (lib/src/monitor.cpp) remembers about a worker between
+/// its looks; touched only by the watchdog thread.
+struct worker_watch {
+  std::uint64_t switches = 0;
+  steady_time busy_since{};  ///< when `switches` was first seen unchanged, not idle
+  steady_time quiet_since{}; ///< when `switches` last changed
+  bool stall_reported = false;
+  bool deadlock_checked = false;
 };
 
 /// A runtime thread. Created on the thread it serves and used only there,
-/// except for `io` (thread-safe `post`) and `request_stop()`.
+/// except for `io` (thread-safe `post`), `request_stop()`, and what the
+/// diagnostics read from other threads: the registry of live fibers (under
+/// `registry_mutex`) and the relaxed atomics below.
 struct worker {
-  explicit worker(const worker_options& opts);
+  /// `opts` with the environment's overrides (COOP_STALL_MS, COOP_DEADLOCK_MS).
+  explicit worker(const run_options& opts);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
-  boost::asio::io_context io{1};
+  /// Shared with the coop I/O objects made here (`keep_io_alive`), so one
+  /// that outlives the runtime still closes against a live reactor.
+  std::shared_ptr<boost::asio::io_context> io_holder = std::make_shared<boost::asio::io_context>(1);
+  boost::asio::io_context& io = *io_holder;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_alive{io.get_executor()};
   std::shared_ptr<stack_pool> stacks;
   std::size_t live_fibers = 0; ///< fibers launched here and not yet finished
   unsigned index = 0;          ///< position in its runtime (0 for coop::run)
+  run_options options;
+  /// The workers of one coop::runtime share a group (the deadlock report
+  /// looks at them together); a coop::run worker is a group of its own.
+  const void* group = this;
+  unsigned group_number = 0; ///< "runtime N" in reports, given by the watchdog
+
+  // --- read by the watchdog and coop::dump_fibers from other threads ---
+  /// `fiber_state::id` of the fiber the scheduler last switched to (0: a
+  /// context of Boost.Fiber's own), and the number of switches so far.
+  std::atomic<std::uint64_t> running{0};
+  std::atomic<std::uint64_t> switches{0};
+  /// True while the thread sleeps in the reactor with nothing to run.
+  std::atomic<bool> idle{false};
+  pthread_t thread{};
+  std::mutex registry_mutex;
+  fiber_state* fibers = nullptr; ///< live coop fibers, newest first
+  std::size_t fiber_count = 0;
+  worker_watch watch;
+
+  /// Registers a fiber launched on this worker (on its thread); the
+  /// fiber_state's destructor unregisters it.
+  void adopt(fiber_state& fs) noexcept;
+  void forget(fiber_state& fs) noexcept;
 
   /// Makes this thread's fibers run on this worker until `wait_and_detach()`.
   void attach();

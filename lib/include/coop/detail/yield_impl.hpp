@@ -8,6 +8,8 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/cancellation_type.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/query.hpp>
 
 #include <optional>
 #include <tuple>
@@ -46,6 +48,13 @@ public:
   /// parks the fiber until the handler has run.
   template <class Init, class Handler, class... Args>
   void run(const wait_info& info, Init&& init, Handler&& handler, Args&&... args) {
+    // An I/O object's initiation knows its executor: one of another runtime
+    // thread would complete there, racing with this fiber's.
+    if constexpr (requires { init.get_executor(); }) {
+      auto ex = init.get_executor();
+      if constexpr (requires { boost::asio::query(ex, boost::asio::execution::context); })
+        require_own_io(fs_, boost::asio::query(ex, boost::asio::execution::context), "coop::yield: an Asio operation");
+    }
     if (fs_.checkpoint(ec_)) {
       done_ = true;
       return;

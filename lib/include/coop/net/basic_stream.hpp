@@ -172,7 +172,11 @@ public:
   }
 
   /// Half-closes: the peer reads end of stream; this side may still read.
-  void shutdown_send(boost::system::error_code& ec) { socket_.shutdown(socket_type::shutdown_send, ec); }
+  void shutdown_send(boost::system::error_code& ec) {
+    detail::require_owner(socket_.get_executor(), call_name("coop::net::tcp_stream::shutdown_send",
+                                                            "coop::net::unix_stream::shutdown_send"));
+    socket_.shutdown(socket_type::shutdown_send, ec);
+  }
   void shutdown_send() {
     boost::system::error_code ec;
     shutdown_send(ec);
@@ -180,7 +184,13 @@ public:
   }
 
   /// Closes the socket; a fiber blocked on it fails with `operation_aborted`.
-  void close(boost::system::error_code& ec) { socket_.close(ec); }
+  /// Throws `usage_error` when called from another thread than the owner's
+  /// (another fiber's thread would race with the reactor).
+  void close(boost::system::error_code& ec) {
+    detail::require_owner(socket_.get_executor(),
+                          call_name("coop::net::tcp_stream::close", "coop::net::unix_stream::close"));
+    socket_.close(ec);
+  }
   void close() {
     boost::system::error_code ec;
     close(ec);
@@ -233,6 +243,7 @@ private:
   }
   std::size_t write_rest(const std::vector<boost::asio::const_buffer>& rest, boost::system::error_code& ec);
 
+  std::shared_ptr<void> keep_io_; ///< destroyed after socket_ (detail::keep_io_alive)
   socket_type socket_;
 };
 

@@ -117,7 +117,11 @@ public:
   }
 
   /// Closes the socket; a fiber blocked on it fails with `operation_aborted`.
-  void close(boost::system::error_code& ec) { socket_.close(ec); }
+  /// Throws `usage_error` when called from another thread than the owner's.
+  void close(boost::system::error_code& ec) {
+    detail::require_owner(socket_.get_executor(), "coop::net::udp_socket::close");
+    socket_.close(ec);
+  }
   void close() {
     boost::system::error_code ec;
     close(ec);
@@ -199,6 +203,7 @@ private:
     return check_truncation(n, boost::asio::buffer_size(buffers), ec);
   }
 
+  std::shared_ptr<void> keep_io_; ///< destroyed after socket_ (detail::keep_io_alive)
   udp::socket socket_;
 };
 

@@ -1,0 +1,33 @@
+// coop/diagnostics.hpp — what every fiber of the process is doing.
+#pragma once
+
+#include <cstddef>
+#include <ostream>
+
+namespace coop {
+
+/// Prints every live fiber of every runtime in the process: its number, its
+/// name (`this_fiber::set_name`), its runtime thread, and its state —
+/// running, ready, or waiting, on what (a socket read or write with its
+/// descriptor, accept, a channel push or pop, sleep, the join of which
+/// fiber, select, a lock...) and for how long. Callable from any thread,
+/// also while a runtime thread is stuck: it reads what each fiber published
+/// when it began to wait, without stopping anybody (a fiber that changes
+/// state meanwhile may show its old or its new state).
+/// `coop::run_options::dump_on_sigquit` prints the same on SIGQUIT.
+///
+/// Example output:
+/// @code
+///   coop: 3 fibers on 1 runtime thread
+///   runtime 1 thread 0: 3 fibers
+///     fiber 1 "main": waiting 2.104 s on join (fiber 2)
+///     fiber 2 "conn 127.0.0.1:50312": waiting 2.104 s on read (fd 7)
+///     fiber 3: waiting 0.500 s on sleep (until +0.500 s)
+/// @endcode
+void dump_fibers(std::ostream& out);
+
+/// The number of live fibers launched by coop in the process (every
+/// runtime), for monitoring. Callable from any thread.
+std::size_t fiber_count();
+
+} // namespace coop

@@ -1,0 +1,423 @@
+// The watchdog: one process-wide thread that looks at every runtime thread
+// from outside. It reports fibers that run too long without yielding (stall
+// reports), runtimes whose fibers all wait on each other (deadlock reports),
+// and prints every fiber on request (coop::dump_fibers, SIGQUIT).
+//
+// The runtime threads pay for this with two relaxed stores per fiber switch
+// (scheduler::pick_next), one per idle period, and five per wait (the wait
+// snapshot); the watchdog reads them without stopping anybody.
+#include <coop/detail/monitor.hpp>
+#include <coop/detail/task_state.hpp>
+#include <coop/diagnostics.hpp>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <iomanip>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace coop::detail {
+
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+/// The write end of the watchdog's wake-up pipe, for the SIGQUIT handler.
+std::atomic<int> wake_fd{-1};
+
+void on_sigquit(int) {
+  int saved = errno;
+  int fd = wake_fd.load(std::memory_order_relaxed);
+  if (fd >= 0) [[maybe_unused]]
+    auto ignored = ::write(fd, "q", 1);
+  errno = saved;
+}
+
+/// Writes `text` to stderr in one call, so lines of other threads do not cut into it.
+void to_stderr(const std::string& text) noexcept {
+  const char* p = text.data();
+  std::size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+std::string seconds(double s) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(3) << s << " s";
+  return out.str();
+}
+
+/// One live fiber, copied out of its worker's registry.
+struct fiber_row {
+  std::uint64_t id;
+  std::string name;
+  const void* task;
+  const char* what; // null: not waiting
+  const void* object;
+  int fd;
+  std::int64_t since_ns;
+  steady_time::rep until;
+  bool internal;
+};
+
+struct thread_rows {
+  const worker* w;
+  bool idle;
+  std::uint64_t running;
+  std::vector<fiber_row> fibers;
+};
+
+thread_rows snapshot(worker& w) {
+  thread_rows t{&w, w.idle.load(std::memory_order_relaxed), w.running.load(std::memory_order_relaxed), {}};
+  std::lock_guard lk(w.registry_mutex);
+  t.fibers.reserve(w.fiber_count);
+  for (fiber_state* fs = w.fibers; fs; fs = fs->registry_next) {
+    const wait_snapshot& s = fs->snapshot;
+    const char* what = s.what.load(std::memory_order_acquire);
+    t.fibers.push_back({fs->id, fs->name, fs->task, what, s.object.load(std::memory_order_relaxed),
+                        s.fd.load(std::memory_order_relaxed), s.since_ns.load(std::memory_order_relaxed),
+                        s.until.load(std::memory_order_relaxed), s.internal.load(std::memory_order_relaxed)});
+  }
+  std::reverse(t.fibers.begin(), t.fibers.end()); // oldest first
+  return t;
+}
+
+/// The dump's text for the threads in `rows` (see coop::dump_fibers).
+std::string format_dump(const std::vector<thread_rows>& rows) {
+  std::map<const void*, std::uint64_t> fiber_of_task;
+  std::size_t total = 0;
+  for (const auto& t : rows) {
+    total += t.fibers.size();
+    for (const auto& f : t.fibers)
+      if (f.task) fiber_of_task[f.task] = f.id;
+  }
+  const std::int64_t now_ns = coarse_now_ns();
+  const auto now = clock::now().time_since_epoch().count();
+  std::ostringstream out;
+  out << "coop: " << total << (total == 1 ? " fiber" : " fibers") << " on " << rows.size()
+      << (rows.size() == 1 ? " runtime thread\n" : " runtime threads\n");
+  for (const auto& t : rows) {
+    out << "runtime " << t.w->group_number << " thread " << t.w->index << ": " << t.fibers.size()
+        << (t.fibers.size() == 1 ? " fiber" : " fibers") << (t.idle ? ", idle in the reactor" : "") << "\n";
+    for (const auto& f : t.fibers) {
+      out << "  fiber " << f.id;
+      if (!f.name.empty()) out << " \"" << f.name << "\"";
+      if (!f.what) {
+        out << (f.id == t.running && !t.idle ? ": running\n" : ": ready\n");
+        continue;
+      }
+      out << ": waiting " << seconds(static_cast<double>(std::max<std::int64_t>(0, now_ns - f.since_ns)) / 1e9)
+          << " on " << f.what;
+      std::string detail;
+      if (f.fd >= 0) detail = "fd " + std::to_string(f.fd);
+      if (auto it = fiber_of_task.find(f.object); f.object && it != fiber_of_task.end())
+        detail = "fiber " + std::to_string(it->second);
+      else if (f.object && f.fd < 0) {
+        std::ostringstream o;
+        o << f.object;
+        detail = o.str();
+      }
+      if (f.until != no_deadline.time_since_epoch().count()) {
+        if (!detail.empty()) detail += ", ";
+        detail += "until +" + seconds(static_cast<double>(std::max<steady_time::rep>(0, f.until - now)) *
+                                      clock::period::num / clock::period::den);
+      }
+      if (!detail.empty()) out << " (" << detail << ")";
+      out << "\n";
+    }
+  }
+  return out.str();
+}
+
+/// Reads a millisecond count from the environment; `fallback` when unset.
+milliseconds env_ms(const char* name, milliseconds fallback) {
+  const char* text = std::getenv(name);
+  if (!text || !*text) return fallback;
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text, &end, 10);
+  if (errno != 0 || *end != '\0' || v < 0) {
+    to_stderr(std::string("coop: ignoring ") + name + "=" + text + " (not a number of milliseconds)\n");
+    return fallback;
+  }
+  return milliseconds(v);
+}
+
+class watchdog {
+public:
+  static watchdog& instance() {
+    static watchdog w;
+    return w;
+  }
+
+  void add(worker& w) {
+    std::lock_guard lk(mutex_);
+    w.group_number = 0;
+    for (worker* other : workers_)
+      if (other->group == w.group) w.group_number = other->group_number;
+    if (w.group_number == 0) w.group_number = ++last_group_;
+    auto now = clock::now();
+    w.watch = {w.switches.load(std::memory_order_relaxed), now, now, false, false};
+    workers_.push_back(&w);
+    if (w.options.dump_on_sigquit && sigquit_users_++ == 0) {
+      struct sigaction sa {};
+      sa.sa_handler = &on_sigquit;
+      sa.sa_flags = SA_RESTART;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(SIGQUIT, &sa, &previous_quit_);
+    }
+    if (!thread_ && pipe_[0] >= 0) thread_ = new std::thread([this] { run(); });
+    poke('w'); // the period may have changed
+  }
+
+  void remove(worker& w) noexcept {
+    std::lock_guard lk(mutex_);
+    workers_.erase(std::remove(workers_.begin(), workers_.end(), &w), workers_.end());
+    if (w.options.dump_on_sigquit && --sigquit_users_ == 0) ::sigaction(SIGQUIT, &previous_quit_, nullptr);
+  }
+
+  std::string dump() {
+    std::lock_guard lk(mutex_);
+    std::vector<thread_rows> rows;
+    for (worker* w : workers_)
+      rows.push_back(snapshot(*w));
+    return format_dump(rows);
+  }
+
+  std::size_t count() {
+    std::lock_guard lk(mutex_);
+    std::size_t n = 0;
+    for (worker* w : workers_) {
+      std::lock_guard rl(w->registry_mutex);
+      n += w->fiber_count;
+    }
+    return n;
+  }
+
+  ~watchdog() {
+    {
+      std::lock_guard lk(mutex_);
+      stopping_ = true;
+    }
+    poke('s');
+    if (thread_) {
+      thread_->join();
+      delete thread_;
+    }
+    wake_fd.store(-1);
+    for (int fd : pipe_)
+      if (fd >= 0) ::close(fd);
+  }
+
+private:
+  watchdog() {
+    open_pipe();
+    ::pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                     [] { instance().after_fork_in_child(); });
+  }
+
+  void open_pipe() {
+    if (::pipe2(pipe_, O_CLOEXEC | O_NONBLOCK) != 0) {
+      pipe_[0] = pipe_[1] = -1;
+      to_stderr("coop: no watchdog (pipe2 failed): no stall or deadlock reports, no dump on SIGQUIT\n");
+    }
+    wake_fd.store(pipe_[1]);
+  }
+
+  /// A forked child has only the thread that forked: no watchdog thread
+  /// (one starts with the next runtime), and of the runtime threads at most
+  /// the forking one. Its pipe must not wake the parent's watchdog.
+  void after_fork_in_child() {
+    thread_ = nullptr; // that thread does not exist here; its object is left alone
+    for (int fd : pipe_)
+      if (fd >= 0) ::close(fd);
+    open_pipe();
+    pthread_t self = ::pthread_self();
+    workers_.erase(std::remove_if(workers_.begin(), workers_.end(),
+                                  [self](worker* w) { return !::pthread_equal(w->thread, self); }),
+                   workers_.end());
+    mutex_.unlock();
+  }
+
+  void poke(char c) noexcept {
+    if (pipe_[1] >= 0) [[maybe_unused]]
+      auto ignored = ::write(pipe_[1], &c, 1);
+  }
+
+  /// How often to look: half the smallest stall threshold, a quarter of the
+  /// smallest deadlock threshold; -1 (sleep until poked) when nothing is on.
+  int period_ms() const {
+    milliseconds p = milliseconds::max();
+    for (const worker* w : workers_) {
+      if (w->options.stall_threshold.count() > 0) p = std::min(p, w->options.stall_threshold / 2);
+      if (w->options.deadlock_threshold.count() > 0) p = std::min(p, w->options.deadlock_threshold / 4);
+    }
+    if (p == milliseconds::max()) return -1;
+    return static_cast<int>(std::clamp<milliseconds::rep>(p.count(), 5, 1000));
+  }
+
+  void run() {
+    for (;;) {
+      int timeout;
+      {
+        std::lock_guard lk(mutex_);
+        if (stopping_) return;
+        timeout = period_ms();
+      }
+      pollfd p{pipe_[0], POLLIN, 0};
+      int r = ::poll(&p, 1, timeout);
+      bool dump_requested = false;
+      if (r > 0) {
+        char buf[64];
+        ssize_t n;
+        while ((n = ::read(pipe_[0], buf, sizeof buf)) > 0)
+          dump_requested |= std::find(buf, buf + n, 'q') != buf + n;
+      }
+      if (dump_requested) to_stderr(dump());
+      std::lock_guard lk(mutex_);
+      if (stopping_) return;
+      look(clock::now());
+    }
+  }
+
+  void look(clock::time_point now) {
+    for (worker* w : workers_)
+      look_for_stall(*w, now);
+    for (worker* w : workers_)
+      look_for_deadlock(*w, now);
+  }
+
+  void look_for_stall(worker& w, clock::time_point now) {
+    worker_watch& watch = w.watch;
+    auto switches = w.switches.load(std::memory_order_relaxed);
+    bool idle = w.idle.load(std::memory_order_relaxed);
+    if (switches != watch.switches) {
+      watch = {switches, now, now, false, false};
+      return;
+    }
+    if (idle) {
+      watch.busy_since = now;
+      watch.stall_reported = false;
+      return;
+    }
+    auto threshold = w.options.stall_threshold;
+    if (threshold.count() <= 0 || watch.stall_reported || now - watch.busy_since < threshold) return;
+    watch.stall_reported = true;
+    report_stall(w, now - watch.busy_since);
+  }
+
+  void report_stall(worker& w, clock::duration ran) {
+    std::uint64_t id = w.running.load(std::memory_order_relaxed);
+    std::string who;
+    if (id != 0) {
+      std::lock_guard lk(w.registry_mutex);
+      for (fiber_state* fs = w.fibers; fs; fs = fs->registry_next)
+        if (fs->id == id) who = fs->name.empty() ? "" : " \"" + fs->name + "\"";
+      who = "fiber " + std::to_string(id) + who;
+    }
+    auto ms = std::chrono::duration_cast<milliseconds>(ran).count();
+    std::string line = "coop: stall: ";
+    if (id != 0)
+      line += who + " on runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) +
+              " has run for " + std::to_string(ms) + " ms without yielding";
+    else
+      line += "runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) + " has spent " +
+              std::to_string(ms) + " ms in its scheduler without running a fiber (Asio handlers, fiber clean-up)";
+    line += " (coop::run_options::stall_threshold " + std::to_string(w.options.stall_threshold.count()) + " ms)\n";
+    to_stderr(line);
+  }
+
+  /// Once every worker of `w`'s group has been quiet (no switch) and idle for
+  /// the threshold, looks at its fibers, once per quiet period.
+  void look_for_deadlock(worker& w, clock::time_point now) {
+    auto threshold = w.options.deadlock_threshold;
+    if (threshold.count() <= 0 || w.watch.deadlock_checked) return;
+    std::vector<worker*> group;
+    for (worker* other : workers_) {
+      if (other->group != w.group) continue;
+      if (!other->idle.load(std::memory_order_relaxed) || now - other->watch.quiet_since < threshold) return;
+      group.push_back(other);
+    }
+    for (worker* member : group)
+      member->watch.deadlock_checked = true;
+    std::vector<thread_rows> rows;
+    std::size_t fibers = 0;
+    for (worker* member : group) {
+      rows.push_back(snapshot(*member));
+      for (const auto& f : rows.back().fibers) {
+        if (!f.what || !f.internal || f.until != no_deadline.time_since_epoch().count()) return;
+        ++fibers;
+      }
+    }
+    if (fibers == 0) return;
+    auto waited = std::chrono::duration_cast<milliseconds>(threshold).count();
+    to_stderr("coop: possible deadlock: every fiber of runtime " + std::to_string(w.group_number) +
+              " has waited at least " + std::to_string(waited) +
+              " ms on channels, locks, events or joins that no I/O, timer, signal or offloaded job can end; "
+              "only another fiber or thread could wake them (coop::run_options::deadlock_threshold)\n" +
+              format_dump(rows));
+  }
+
+  std::mutex mutex_;
+  std::vector<worker*> workers_;
+  std::thread* thread_ = nullptr;
+  int pipe_[2] = {-1, -1};
+  bool stopping_ = false;
+  unsigned last_group_ = 0;
+  int sigquit_users_ = 0;
+  struct sigaction previous_quit_ {};
+};
+
+} // namespace
+
+run_options with_environment(run_options opts) {
+  opts.stall_threshold = env_ms("COOP_STALL_MS", opts.stall_threshold);
+  opts.deadlock_threshold = env_ms("COOP_DEADLOCK_MS", opts.deadlock_threshold);
+  return opts;
+}
+
+void watch_worker(worker& w) {
+  watchdog::instance().add(w);
+}
+
+void unwatch_worker(worker& w) noexcept {
+  watchdog::instance().remove(w);
+}
+
+} // namespace coop::detail
+
+namespace coop {
+
+void dump_fibers(std::ostream& out) {
+  out << detail::watchdog::instance().dump() << std::flush;
+}
+
+std::size_t fiber_count() {
+  return detail::watchdog::instance().count();
+}
+
+} // namespace coop

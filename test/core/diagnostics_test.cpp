@@ -1,0 +1,340 @@
+#define BOOST_TEST_MODULE coop_diagnostics
+// What coop tells about its fibers: coop::dump_fibers (every waiting state it
+// lists), the dump on SIGQUIT, stall reports, deadlock reports, fiber_count.
+#include "child.hpp"
+#include "support.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using test_support::exited_cleanly;
+using test_support::in_child;
+
+std::string dump() {
+  std::ostringstream out;
+  coop::dump_fibers(out);
+  return out.str();
+}
+
+/// The dump's line for the fiber named `name` ("" when there is none).
+std::string line_of(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.find("\"" + name + "\"") != std::string::npos) return line;
+  return {};
+}
+
+bool matches(const std::string& text, const std::string& pattern) {
+  return std::regex_search(text, std::regex(pattern));
+}
+
+/// Options with every report off but the one a test looks at.
+coop::run_options quiet_options() {
+  coop::run_options opts;
+  opts.stall_threshold = 0ms;
+  opts.deadlock_threshold = 0ms;
+  return opts;
+}
+
+/// Runs the calling thread for `d` without yielding.
+void spin_for(std::chrono::milliseconds d) {
+  auto end = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
+int count_of(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1))
+    ++n;
+  return n;
+}
+
+} // namespace
+
+COOP_TEST_CASE(dump_fibers_lists_every_waiting_state) {
+  coop::this_fiber::set_name("main");
+  auto a = test_support::connected_pair();
+  auto b = test_support::connected_pair();
+  b.client.socket().set_option(boost::asio::socket_base::send_buffer_size(64 << 10));
+  b.server.socket().set_option(boost::asio::socket_base::receive_buffer_size(64 << 10));
+  coop::net::tcp_listener listener(test_support::loopback());
+  coop::channel<int> empty(0), full(0), never(0);
+  coop::mutex lock;
+  std::unique_lock held(lock);
+  std::vector<coop::task<void>> fibers;
+  fibers.reserve(16); // `sleeper` below points into it
+  auto named = [&](const char* name, auto body) {
+    fibers.push_back(coop::spawn([name, body]() mutable {
+      coop::this_fiber::set_name(name);
+      body();
+    }));
+  };
+  named("reader", [&] {
+    char c;
+    a.server.read_some(boost::asio::buffer(&c, 1));
+  });
+  named("writer", [&] {
+    std::vector<char> big(4 << 20);               // more than the small buffers below hold
+    b.client.write_all(boost::asio::buffer(big)); // nobody reads b.server
+  });
+  named("acceptor", [&] { listener.accept(); });
+  named("popper", [&] { empty.pop(); });
+  named("pusher", [&] { full.push(1); });
+  named("sleeper", [] { coop::sleep_for(30s); });
+  auto* sleeper = &fibers.back();
+  named("joiner", [sleeper] { sleeper->join(); });
+  named("selector", [&] {
+    std::optional<int> x;
+    coop::select(coop::recv(never, x));
+  });
+  named("locker", [&] { std::lock_guard g(lock); });
+  const char* names[] = {"reader", "writer", "acceptor", "popper", "pusher", "sleeper", "joiner", "selector", "locker"};
+  test_support::yield_until([&] {
+    std::string text = dump();
+    for (const char* n : names)
+      if (line_of(text, n).find("waiting") == std::string::npos) return false;
+    return true;
+  });
+  named("fresh", [] {}); // spawned, not yet run
+  std::string text = dump();
+  BOOST_TEST_MESSAGE(text);
+
+  BOOST_TEST(matches(line_of(text, "main"), R"(^  fiber \d+ "main": running$)"));
+  BOOST_TEST(matches(text, R"(\n  fiber \d+: ready\n)")); // "fresh": spawned, not run yet, so not named yet
+  auto fd = [](auto& stream) { return std::to_string(stream.socket().native_handle()); };
+  BOOST_TEST(matches(line_of(text, "reader"), R"(: waiting \d+\.\d{3} s on read \(fd )" + fd(a.server) + R"(\)$)"));
+  BOOST_TEST(matches(line_of(text, "writer"), R"(: waiting \d+\.\d{3} s on write \(fd )" + fd(b.client) + R"(\)$)"));
+  BOOST_TEST(matches(line_of(text, "acceptor"), R"(: waiting \d+\.\d{3} s on accept \(fd \d+\)$)"));
+  BOOST_TEST(matches(line_of(text, "popper"), R"(: waiting \d+\.\d{3} s on channel pop \(0x[0-9a-f]+\)$)"));
+  BOOST_TEST(matches(line_of(text, "pusher"), R"(: waiting \d+\.\d{3} s on channel push \(0x[0-9a-f]+\)$)"));
+  BOOST_TEST(matches(line_of(text, "sleeper"), R"(: waiting \d+\.\d{3} s on sleep \(until \+(29|30)\.\d{3} s\)$)"));
+  std::smatch m;
+  std::string sleeper_line = line_of(text, "sleeper");
+  BOOST_REQUIRE(std::regex_search(sleeper_line, m, std::regex(R"(fiber (\d+))")));
+  BOOST_TEST(matches(line_of(text, "joiner"), R"(: waiting \d+\.\d{3} s on join \(fiber )" + m[1].str() + R"(\)$)"));
+  BOOST_TEST(matches(line_of(text, "selector"), R"(: waiting \d+\.\d{3} s on select$)"));
+  BOOST_TEST(matches(line_of(text, "locker"), R"(: waiting \d+\.\d{3} s on mutex lock \(0x[0-9a-f]+\)$)"));
+  BOOST_TEST(matches(text, R"(^coop: \d+ fibers on 1 runtime thread\nruntime \d+ thread 0: \d+ fibers\n)"));
+
+  held.unlock();
+  for (auto& f : fibers)
+    f.cancel();
+  for (auto& f : fibers)
+    f.join();
+}
+
+COOP_TEST_CASE(dump_fibers_reports_how_long_a_fiber_has_waited) {
+  auto t = coop::spawn([] {
+    coop::this_fiber::set_name("patient");
+    coop::sleep_for(10s);
+  });
+  coop::sleep_for(300ms);
+  std::smatch m;
+  std::string line = line_of(dump(), "patient");
+  BOOST_REQUIRE(std::regex_search(line, m, std::regex(R"(waiting (\d+\.\d{3}) s)")));
+  BOOST_TEST(std::stod(m[1].str()) >= 0.29);
+  t.cancel();
+  t.join();
+}
+
+BOOST_AUTO_TEST_CASE(dump_fibers_works_from_a_plain_thread_while_a_runtime_thread_is_stuck) {
+  std::atomic<bool> release{false};
+  coop::channel<int> ch(0);
+  coop::runtime rt(2, quiet_options());
+  auto stuck = rt.spawn_on(0, [&] {
+    coop::this_fiber::set_name("stuck");
+    while (!release.load()) {
+    } // never yields: thread 0 runs nothing else meanwhile
+  });
+  auto waiter = rt.spawn_on(1, [&] {
+    coop::this_fiber::set_name("waiter");
+    ch.pop();
+  });
+  std::string text;
+  for (int i = 0; i < 1000; ++i) { // until both have started (bounded: 10 s)
+    text = dump();
+    if (line_of(text, "stuck").find("running") != std::string::npos &&
+        line_of(text, "waiter").find("channel pop") != std::string::npos)
+      break;
+    std::this_thread::sleep_for(10ms);
+  }
+  BOOST_TEST_MESSAGE(text);
+  BOOST_TEST(matches(line_of(text, "stuck"), R"(^  fiber \d+ "stuck": running$)"));
+  BOOST_TEST(matches(line_of(text, "waiter"), "waiting .* on channel pop"));
+  BOOST_TEST(matches(text, R"(\nruntime \d+ thread 0: 1 fiber\n  fiber \d+ "stuck")"));
+  BOOST_TEST(matches(text, R"(\nruntime \d+ thread 1: 1 fiber(, idle in the reactor)?\n  fiber \d+ "waiter")"));
+  release = true;
+  ch.close();
+  stuck.join();
+  waiter.join();
+}
+
+COOP_TEST_CASE(fiber_count_counts_live_coop_fibers) {
+  std::size_t before = coop::fiber_count();
+  coop::channel<int> ch(0);
+  std::vector<coop::task<void>> fibers;
+  for (int i = 0; i < 3; ++i)
+    fibers.push_back(coop::spawn([&] { ch.pop(); }));
+  BOOST_TEST(coop::fiber_count() == before + 3);
+  ch.close();
+  for (auto& f : fibers)
+    f.join();
+  test_support::yield_until([&] { return coop::fiber_count() == before; });
+}
+
+BOOST_AUTO_TEST_CASE(a_300ms_stall_is_reported_with_the_fiber_name) {
+  coop::run([] {}); // the watchdog runs in this process before the fork
+  auto r = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    auto opts = quiet_options();
+    opts.stall_threshold = 100ms;
+    coop::run(
+        [] {
+          auto other = coop::spawn([] { coop::sleep_for(10ms); });
+          coop::this_fiber::set_name("hog");
+          spin_for(300ms);
+          other.join();
+        },
+        opts);
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  std::smatch m;
+  BOOST_REQUIRE(
+      std::regex_search(r.stderr_text, m,
+                        std::regex(R"(coop: stall: fiber \d+ "hog" on runtime \d+ thread 0 has run for )"
+                                   R"((\d+) ms without yielding \(coop::run_options::stall_threshold 100 ms\))")));
+  BOOST_TEST(std::stoi(m[1].str()) >= 100);
+  BOOST_TEST(count_of(r.stderr_text, "coop: stall") == 1); // one report per stall
+}
+
+BOOST_AUTO_TEST_CASE(no_stall_report_when_the_fiber_yields_or_reports_are_off) {
+  auto yielding = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    auto opts = quiet_options();
+    opts.stall_threshold = 200ms;
+    coop::run(
+        [] {
+          for (int i = 0; i < 300; ++i) {
+            spin_for(1ms);
+            coop::this_fiber::yield();
+          }
+        },
+        opts);
+  });
+  BOOST_TEST(exited_cleanly(yielding));
+  BOOST_TEST(yielding.stderr_text.find("stall") == std::string::npos, yielding.stderr_text);
+
+  auto off = in_child([] {
+    ::setenv("COOP_STALL_MS", "0", 1); // the environment overrides run_options
+    auto opts = quiet_options();
+    opts.stall_threshold = 50ms;
+    coop::run([] { spin_for(300ms); }, opts);
+  });
+  BOOST_TEST(exited_cleanly(off));
+  BOOST_TEST(off.stderr_text.find("stall") == std::string::npos, off.stderr_text);
+}
+
+BOOST_AUTO_TEST_CASE(sigquit_dumps_every_fiber_and_the_process_goes_on) {
+  auto r = in_child([] {
+    auto opts = quiet_options();
+    opts.dump_on_sigquit = true;
+    coop::run(
+        [] {
+          coop::this_fiber::set_name("quitter");
+          auto napper = coop::spawn([] {
+            coop::this_fiber::set_name("napper");
+            coop::sleep_for(30s);
+          });
+          coop::sleep_for(50ms);
+          ::raise(SIGQUIT);
+          coop::sleep_for(500ms); // the watchdog thread prints meanwhile
+          napper.cancel();
+          napper.join();
+        },
+        opts);
+    struct sigaction now {};
+    ::sigaction(SIGQUIT, nullptr, &now);
+    if (now.sa_handler != SIG_DFL) std::_Exit(3); // the disposition comes back after the run
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  BOOST_TEST(matches(r.stderr_text, R"(fiber \d+ "napper": waiting \d+\.\d{3} s on sleep)"));
+  BOOST_TEST(matches(r.stderr_text, R"(fiber \d+ "quitter": (running|waiting \d+\.\d{3} s on sleep))"));
+}
+
+BOOST_AUTO_TEST_CASE(a_deadlock_is_reported_once_with_the_fibers) {
+  auto r = in_child([] {
+    ::unsetenv("COOP_DEADLOCK_MS");
+    auto opts = quiet_options();
+    opts.deadlock_threshold = 200ms;
+    coop::channel<int> ch(0);
+    // A plain thread, unknown to the runtime, ends the "deadlock" after 1.5 s.
+    std::thread rescuer([&] {
+      std::this_thread::sleep_for(1500ms);
+      ch.push(1);
+    });
+    coop::run(
+        [&] {
+          coop::this_fiber::set_name("main");
+          auto stuck = coop::spawn([&] {
+            coop::this_fiber::set_name("stuck");
+            ch.pop();
+          });
+          stuck.join();
+        },
+        opts);
+    rescuer.join();
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  BOOST_TEST(count_of(r.stderr_text, "coop: possible deadlock: every fiber of runtime") == 1);
+  BOOST_TEST(matches(r.stderr_text, R"(fiber \d+ "stuck": waiting \d+\.\d{3} s on channel pop)"));
+  BOOST_TEST(matches(r.stderr_text, R"(fiber \d+ "main": waiting \d+\.\d{3} s on join \(fiber \d+\))"));
+}
+
+BOOST_AUTO_TEST_CASE(no_deadlock_report_while_a_timer_or_io_can_end_a_wait) {
+  auto r = in_child([] {
+    ::unsetenv("COOP_DEADLOCK_MS");
+    auto opts = quiet_options();
+    opts.deadlock_threshold = 100ms;
+    coop::channel<int> ch(0);
+    std::thread rescuer([&] {
+      std::this_thread::sleep_for(800ms);
+      ch.push(1);
+    });
+    coop::run(
+        [&] {
+          auto sleeper = coop::spawn([] { coop::sleep_for(600ms); });
+          auto timed = coop::spawn([&] {
+            coop::timeout t(5s); // a timer will end this wait
+            ch.pop();
+          });
+          auto pair = test_support::connected_pair();
+          auto reader = coop::spawn([&] {
+            char c;
+            boost::system::error_code ec;
+            pair.server.read_some(boost::asio::buffer(&c, 1), ec); // I/O may end this one
+          });
+          sleeper.join();
+          timed.join();
+          coop::sleep_for(300ms);
+          pair.client.close();
+          reader.join();
+        },
+        opts);
+    rescuer.join();
+  });
+  BOOST_TEST(exited_cleanly(r));
+  BOOST_TEST(r.stderr_text.find("deadlock") == std::string::npos, r.stderr_text);
+}
