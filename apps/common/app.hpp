@@ -11,6 +11,9 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/program_options.hpp>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <csignal>
 #include <iostream>
 #include <string>
@@ -66,6 +69,15 @@ inline boost::asio::ip::address parse_address(const std::string& name, const std
 inline unsigned short parse_port(const std::string& name, int port) {
   if (port < 0 || port > 65535) usage_error(name, "--port must be 0..65535");
   return static_cast<unsigned short>(port);
+}
+
+/// Checks a duration option given in seconds (fractions allowed, e.g. 0.5):
+/// more than 0, at most 1e6; exits 2 otherwise. Returns it in milliseconds
+/// (at least 1).
+inline std::chrono::milliseconds parse_seconds(const std::string& name, const std::string& option, double seconds) {
+  if (!(seconds > 0) || seconds > 1e6)
+    usage_error(name, "--" + option + " must be more than 0 and at most 1e6 seconds");
+  return std::chrono::milliseconds(std::max(1LL, std::llround(seconds * 1000)));
 }
 
 /// `coop::net::serve` options that report accept trouble on stderr as

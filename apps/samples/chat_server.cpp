@@ -14,6 +14,12 @@
 // reconnect. A line longer than --max-line also ends that client's connection,
 // and only that one.
 //
+// Policy for an idle client: --idle-timeout bounds how long a client may hold
+// its connection without anything moving. A line to the client that cannot
+// be written within it ends the connection (a client that never reads, even
+// with room left in its outbox); so does a client from which no complete line
+// arrived, and to which no line was written, for that long.
+//
 // The room (the set of members) is shared by all fibers without a lock: they
 // all run on one thread, and a broadcast never blocks, so no other fiber can
 // run in the middle of one.
@@ -34,12 +40,15 @@ namespace {
 using namespace std::chrono_literals;
 using coop::net::tcp_stream;
 
+using clock = std::chrono::steady_clock;
+
 /// One connected client.
 struct member {
   member(tcp_stream s, std::size_t queue) : stream(std::move(s)), outbox(queue) {}
   tcp_stream stream;
   coop::channel<std::string> outbox; ///< lines from others, waiting to be written
   std::string name = describe(stream);
+  clock::time_point last_activity = clock::now(); ///< a line read from or written to the client
 
   static std::string describe(const tcp_stream& s) {
     boost::system::error_code ec;
@@ -76,16 +85,23 @@ private:
 };
 
 /// Serves one client until it leaves, fails, sends a too long line, is
-/// disconnected as too slow, or the server shuts down.
-void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_line) {
+/// disconnected as too slow, stays idle for `idle`, or the server shuts down.
+void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_line, std::chrono::milliseconds idle) {
   member me(std::move(stream), queue);
   everyone.enter(me);
 
-  auto writer = coop::spawn([&me] {
+  auto writer = coop::spawn([&me, idle] {
     for (const std::string& line : me.outbox) { // until the outbox is closed
       boost::system::error_code ec;
-      me.stream.write_all(boost::asio::buffer(line), ec);
+      {
+        coop::timeout limit(idle);
+        me.stream.write_all(boost::asio::buffer(line), ec);
+      }
+      if (ec == coop::errc::timed_out)
+        std::cerr << "chat_server: " << me.name << " did not take a line within " << idle.count()
+                  << " ms, disconnecting it" << std::endl;
       if (ec) break;
+      me.last_activity = clock::now();
     }
     me.disconnect(); // a failed write ends the reader too
   });
@@ -93,10 +109,20 @@ void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_
   std::string input;
   for (;;) {
     boost::system::error_code ec;
-    std::size_t n = me.stream.read_until(input, "\n", max_line, ec);
+    std::size_t n = 0;
+    {
+      coop::timeout limit(me.last_activity + idle);
+      n = me.stream.read_until(input, "\n", max_line, ec);
+    }
+    if (ec == coop::errc::timed_out && clock::now() < me.last_activity + idle)
+      continue; // a line was written to the client meanwhile: not idle
     if (ec == boost::asio::error::not_found)
       std::cerr << "chat_server: " << me.name << " sent a line longer than " << max_line << " bytes" << std::endl;
-    if (ec) break; // end of stream, reset, too long, disconnected, cancelled
+    if (ec == coop::errc::timed_out)
+      std::cerr << "chat_server: " << me.name << " was idle for " << idle.count() << " ms, disconnecting it"
+                << std::endl;
+    if (ec) break; // end of stream, reset, too long, idle, disconnected, cancelled
+    me.last_activity = clock::now();
     everyone.broadcast(me, input.substr(0, n));
     input.erase(0, n);
   }
@@ -108,11 +134,12 @@ void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_
 }
 
 /// Accepts clients until the fiber is cancelled, then stops every session.
-void serve(coop::net::tcp_listener& listener, std::size_t queue, std::size_t max_line) {
+void serve(coop::net::tcp_listener& listener, std::size_t queue, std::size_t max_line, std::chrono::milliseconds idle) {
   room everyone;
   coop::task_group sessions; // the connection fibers still running
   coop::net::serve(
-      listener, sessions, [&everyone, queue, max_line](tcp_stream c) { chat(everyone, std::move(c), queue, max_line); },
+      listener, sessions,
+      [&everyone, queue, max_line, idle](tcp_stream c) { chat(everyone, std::move(c), queue, max_line, idle); },
       coop_app::log_accept_errors("chat_server"));
   sessions.cancel(); // the destructor waits until they have cleaned up
 }
@@ -127,13 +154,16 @@ int main(int argc, char** argv) {
       ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to listen on")                      //
       ("port", po::value<int>()->default_value(9001), "TCP port to listen on (0: any free port)")                 //
       ("queue", po::value<int>()->default_value(64), "lines waiting per client before it is dropped as too slow") //
-      ("max-line", po::value<int>()->default_value(4096), "longest line accepted, in bytes, newline included");
+      ("max-line", po::value<int>()->default_value(4096), "longest line accepted, in bytes, newline included")    //
+      ("idle-timeout", po::value<double>()->default_value(300),
+       "SECONDS a client may go without a line moving either way, or take to accept a line");
   auto vm = coop_app::parse(argc, argv, name, "Line chat: each line a client sends goes to all the others.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const int queue = vm["queue"].as<int>();
   if (queue < 1 || queue > 1'000'000) coop_app::usage_error(name, "--queue must be 1..1000000");
   const int max_line = vm["max-line"].as<int>();
   if (max_line < 2 || max_line > (16 << 20)) coop_app::usage_error(name, "--max-line must be 2..16777216");
+  const auto idle = coop_app::parse_seconds(name, "idle-timeout", vm["idle-timeout"].as<double>());
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   coop_app::raise_open_file_limit();
 
@@ -142,7 +172,7 @@ int main(int argc, char** argv) {
       coop::net::tcp_listener listener(where);
       // On a signal, accept fails with coop::cancelled; serve() then stops the sessions.
       return coop_app::serve_until_signal(listener.local_endpoint(),
-                                          [&] { serve(listener, std::size_t(queue), std::size_t(max_line)); });
+                                          [&] { serve(listener, std::size_t(queue), std::size_t(max_line), idle); });
     });
   });
 }

@@ -5,8 +5,10 @@
 // connection is a plain loop — read a request, write a response — and one
 // thread serves thousands of connections. Keep-alive is the default;
 // "Connection: close" (or HTTP/1.0 without keep-alive) ends the connection
-// after the response. A request Beast cannot parse gets "400 Bad Request" and
-// the connection is closed.
+// after the response. A request Beast cannot parse gets "400 Bad Request"
+// (a header over 8 KiB "431", a body over 64 KiB "413") and the connection is
+// closed. --idle-timeout (30 s) bounds how long a client may take to send a
+// whole request and to take in a response.
 //
 // With --threads N, each runtime thread has its own listening socket on the
 // same port (SO_REUSEPORT) and the kernel spreads connections over them.
@@ -32,7 +34,6 @@ using namespace std::chrono_literals;
 using coop::net::tcp_stream;
 namespace http = boost::beast::http;
 
-constexpr auto idle_timeout = 30s; ///< longest wait for (the rest of) a request
 constexpr std::size_t max_header = 8 * 1024;
 constexpr std::size_t max_body = 64 * 1024;
 
@@ -71,8 +72,27 @@ void linger_close(tcp_stream& stream) {
     stream.read_some(boost::asio::buffer(sink), ec);
 }
 
-/// Serves requests on one connection until it ends.
-void serve_http(tcp_stream stream) {
+/// The answer to a request Beast could not read: 431 for a header over
+/// `max_header`, 413 for a body over `max_body`, 400 otherwise.
+http::response<http::string_body> refuse(const boost::system::error_code& ec) {
+  auto status = ec == http::error::header_limit ? http::status::request_header_fields_too_large
+                : ec == http::error::body_limit ? http::status::payload_too_large
+                                                : http::status::bad_request;
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::server, "coop http_hello");
+  res.set(http::field::content_type, "text/plain");
+  res.keep_alive(false);
+  res.body() = std::string(res.reason()) + ": " + ec.message() + "\n";
+  res.prepare_payload();
+  return res;
+}
+
+/// Serves requests on one connection until it ends. `idle_timeout` bounds
+/// the wait for each whole request (a client that sends its header a byte
+/// at a time gets no more time than one that sends nothing) and the writing
+/// of each response (a client that pipelines requests and never reads the
+/// answers does not hold its connection and send buffer for ever).
+void serve_http(tcp_stream stream, std::chrono::milliseconds idle_timeout) {
   boost::beast::flat_buffer buffer; // keeps bytes of a pipelined next request
   for (;;) {
     http::request_parser<http::string_body> parser;
@@ -80,40 +100,43 @@ void serve_http(tcp_stream stream) {
     parser.body_limit(max_body);
     boost::system::error_code ec;
     {
-      coop::timeout limit(idle_timeout); // an idle client does not hold its fiber forever
+      coop::timeout limit(idle_timeout); // one deadline for the whole request, not one per read
       http::read(stream, buffer, parser, ec);
     }
     if (ec == http::error::end_of_stream) return; // closed between requests: fine
     if (is_parse_error(ec)) {
-      http::response<http::string_body> res{http::status::bad_request, 11};
-      res.set(http::field::server, "coop http_hello");
-      res.set(http::field::content_type, "text/plain");
-      res.keep_alive(false);
-      res.body() = "Bad Request: " + ec.message() + "\n";
-      res.prepare_payload();
-      http::write(stream, res, ec);
+      auto res = refuse(ec);
+      {
+        coop::timeout limit(idle_timeout);
+        http::write(stream, res, ec);
+      }
+      if (ec) return;
       return linger_close(stream);
     }
     if (ec) return; // reset, timed out, cancelled (shutdown)
 
     auto res = respond(parser.get());
-    http::write(stream, res, ec);
-    if (ec) return;
+    {
+      coop::timeout limit(idle_timeout);
+      http::write(stream, res, ec);
+    }
+    if (ec) return; // reset, timed out (the client does not read), cancelled
     if (!res.keep_alive()) return linger_close(stream);
   }
 }
 
 /// Accepts connections until the fiber is cancelled, then stops every session.
-void serve(coop::net::tcp_listener& listener) {
+void serve(coop::net::tcp_listener& listener, std::chrono::milliseconds idle_timeout) {
   coop::task_group sessions; // the connection fibers still running; its destructor stops them
   coop::net::serve(
-      listener, sessions, [](tcp_stream c) { serve_http(std::move(c)); }, coop_app::log_accept_errors("http_hello"));
+      listener, sessions, [idle_timeout](tcp_stream c) { serve_http(std::move(c), idle_timeout); },
+      coop_app::log_accept_errors("http_hello"));
   sessions.cancel(); // the destructor waits until they have cleaned up
 }
 
 /// Runs on runtime thread 0: opens a listener per thread, says where it
 /// listens, waits for SIGINT/SIGTERM, then stops every thread's server.
-int control(coop::runtime& rt, const coop::net::tcp::endpoint& where) {
+int control(coop::runtime& rt, const coop::net::tcp::endpoint& where, std::chrono::milliseconds idle_timeout) {
   coop::net::listen_options opts;
   opts.reuse_port = rt.size() > 1;
   // Thread 0 binds first (the kernel picks the port when it is 0); the other
@@ -121,7 +144,7 @@ int control(coop::runtime& rt, const coop::net::tcp::endpoint& where) {
   coop::net::tcp_listener first(where, opts);
   const auto bound = first.local_endpoint();
   std::vector<coop::task<>> servers;
-  servers.push_back(coop::spawn([&] { serve(first); }));
+  servers.push_back(coop::spawn([&] { serve(first, idle_timeout); }));
 
   coop::channel<boost::system::error_code> ready(rt.size());
   for (unsigned i = 1; i < rt.size(); ++i)
@@ -134,7 +157,7 @@ int control(coop::runtime& rt, const coop::net::tcp::endpoint& where) {
         ec = e.code();
       }
       ready.push(ec);
-      if (listener) serve(*listener);
+      if (listener) serve(*listener, idle_timeout);
     }));
   boost::system::error_code failed;
   for (unsigned i = 1; i < rt.size(); ++i)
@@ -162,19 +185,22 @@ int main(int argc, char** argv) {
   namespace po = coop_app::po;
   const std::string name = "http_hello";
   po::options_description options("Options");
-  options.add_options()                                                                           //
-      ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to listen on")      //
-      ("port", po::value<int>()->default_value(8080), "TCP port to listen on (0: any free port)") //
-      ("threads", po::value<unsigned>()->default_value(1), "runtime threads, each with its own listener");
+  options.add_options()                                                                                   //
+      ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to listen on")              //
+      ("port", po::value<int>()->default_value(8080), "TCP port to listen on (0: any free port)")         //
+      ("threads", po::value<unsigned>()->default_value(1), "runtime threads, each with its own listener") //
+      ("idle-timeout", po::value<double>()->default_value(30),
+       "SECONDS a client may take to send a whole request, or to take in a response");
   auto vm = coop_app::parse(argc, argv, name, "HTTP/1.1 hello server on Boost.Beast and coop fibers.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const unsigned threads = vm["threads"].as<unsigned>();
   if (threads < 1 || threads > 256) coop_app::usage_error(name, "--threads must be 1..256");
+  const auto idle_timeout = coop_app::parse_seconds(name, "idle-timeout", vm["idle-timeout"].as<double>());
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   coop_app::raise_open_file_limit();
 
   return coop_app::guarded_main(name, [&] {
     coop::runtime rt(threads);
-    return rt.spawn_on(0, [&] { return control(rt, where); }).get();
+    return rt.spawn_on(0, [&] { return control(rt, where, idle_timeout); }).get();
   });
 }

@@ -6,7 +6,10 @@
 // side ends its stream, the other side's sending half is shut down and the
 // opposite direction keeps flowing until it ends too (so a client that sends a
 // request and then shuts down its sending half still gets the whole reply).
-// If the upstream connect fails, only that client is closed.
+// If the upstream connect fails, only that client is closed. A session in
+// which no byte moved either way for --idle-timeout is closed on both sides
+// (a client that half-closed against a silent upstream, one that never reads
+// what it asked for, or simply a quiet one).
 //
 //   port_forwarder --port 8000 --to example.org:80
 #include <app.hpp>
@@ -48,25 +51,57 @@ target parse_target(const std::string& name, const std::string& text) {
   return {host, static_cast<std::uint16_t>(port)};
 }
 
+/// When a session last moved a byte, in either direction. Both pump fibers
+/// of a session run on the one runtime thread, so they share it without a lock.
+struct activity {
+  std::chrono::milliseconds idle_timeout;
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+
+  std::chrono::steady_clock::time_point deadline() const { return last + idle_timeout; }
+  void touch() { last = std::chrono::steady_clock::now(); }
+};
+
+/// Runs `op(ec)` (one read_some or write_some) until it moves bytes or fails,
+/// with the session's idle deadline: when that passes, the call fails with
+/// coop::errc::timed_out — unless the other direction moved bytes meanwhile,
+/// which pushed the deadline back, and then the call is made again.
+template <class Op> std::size_t bounded(activity& a, boost::system::error_code& ec, Op op) {
+  for (;;) {
+    std::size_t n = 0;
+    {
+      coop::timeout limit(a.deadline());
+      n = op(ec);
+    }
+    if (ec == coop::errc::timed_out && std::chrono::steady_clock::now() < a.deadline()) continue;
+    if (!ec) a.touch();
+    return n;
+  }
+}
+
 /// Copies `from` into `to` until `from` ends, then shuts down `to`'s sending
-/// half. Returns false when either side failed (reset, closed, cancelled).
-bool pump(tcp_stream& from, tcp_stream& to) {
+/// half. Returns false when either side failed (reset, closed, cancelled) or
+/// no byte moved either way for the idle timeout.
+bool pump(tcp_stream& from, tcp_stream& to, activity& a) {
   std::vector<char> buffer(64 * 1024);
   for (;;) {
     boost::system::error_code ec;
-    std::size_t n = from.read_some(boost::asio::buffer(buffer), ec);
+    std::size_t n = bounded(a, ec, [&](auto& e) { return from.read_some(boost::asio::buffer(buffer), e); });
     if (ec == boost::asio::error::eof) {
       to.shutdown_send(ec); // the peer of `to` now reads end of stream
       return true;
     }
     if (ec) return false;
-    to.write_all(boost::asio::buffer(buffer.data(), n), ec);
-    if (ec) return false;
+    for (std::size_t done = 0; done < n;) { // write_some, so that each step counts as activity
+      done += bounded(a, ec,
+                      [&](auto& e) { return to.write_some(boost::asio::buffer(buffer.data() + done, n - done), e); });
+      if (ec) return false;
+    }
   }
 }
 
-/// Serves one client: connect upstream, then pump both ways until both end.
-void forward(tcp_stream client, const target& to) {
+/// Serves one client: connect upstream, then pump both ways until both end,
+/// either fails, or the session is idle for `idle_timeout`.
+void forward(tcp_stream client, const target& to, std::chrono::milliseconds idle_timeout) {
   boost::system::error_code ec;
   tcp_stream upstream = [&] {
     coop::timeout limit(connect_timeout);
@@ -78,16 +113,18 @@ void forward(tcp_stream client, const target& to) {
   }
 
   // A failure in one direction ends both: closing the sockets makes the other
-  // fiber's pending read fail at once.
+  // fiber's pending read fail at once. So does an idle session: a client that
+  // half-closed against a silent upstream, or one that never reads.
   auto abort = [&] {
     boost::system::error_code ignored;
     client.close(ignored);
     upstream.close(ignored);
   };
+  activity a{idle_timeout};
   auto downstream = coop::spawn([&] {
-    if (!pump(upstream, client)) abort();
+    if (!pump(upstream, client, a)) abort();
   });
-  if (!pump(client, upstream)) abort();
+  if (!pump(client, upstream, a)) abort();
 
   downstream.join(ec); // the reply direction may go on after the client's EOF
   if (ec) {            // we were cancelled while waiting (shutdown): stop it too
@@ -98,10 +135,10 @@ void forward(tcp_stream client, const target& to) {
 }
 
 /// Accepts clients until the fiber is cancelled, then stops every session.
-void serve(coop::net::tcp_listener& listener, const target& to) {
+void serve(coop::net::tcp_listener& listener, const target& to, std::chrono::milliseconds idle_timeout) {
   coop::task_group sessions; // the connection fibers still running
   coop::net::serve(
-      listener, sessions, [&to](tcp_stream c) { forward(std::move(c), to); },
+      listener, sessions, [&to, idle_timeout](tcp_stream c) { forward(std::move(c), to, idle_timeout); },
       coop_app::log_accept_errors("port_forwarder"));
   sessions.cancel(); // the destructor waits until they have cleaned up
 }
@@ -115,18 +152,21 @@ int main(int argc, char** argv) {
   options.add_options()                                                                           //
       ("host", po::value<std::string>()->default_value("127.0.0.1"), "address to listen on")      //
       ("port", po::value<int>()->default_value(8000), "TCP port to listen on (0: any free port)") //
-      ("to", po::value<std::string>()->required(), "HOST:PORT to forward every connection to");
+      ("to", po::value<std::string>()->required(), "HOST:PORT to forward every connection to")    //
+      ("idle-timeout", po::value<double>()->default_value(300),
+       "SECONDS without a byte moving either way before a connection is closed");
   auto vm = coop_app::parse(argc, argv, name, "TCP port forwarder: relays each connection to --to.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   const target to = parse_target(name, vm["to"].as<std::string>());
+  const auto idle_timeout = coop_app::parse_seconds(name, "idle-timeout", vm["idle-timeout"].as<double>());
   coop_app::raise_open_file_limit(); // two sockets per client
 
   return coop_app::guarded_main(name, [&] {
     return coop::run([&] {
       coop::net::tcp_listener listener(where);
       // On a signal, accept fails with coop::cancelled; serve() then stops the sessions.
-      return coop_app::serve_until_signal(listener.local_endpoint(), [&] { serve(listener, to); });
+      return coop_app::serve_until_signal(listener.local_endpoint(), [&] { serve(listener, to, idle_timeout); });
     });
   });
 }

@@ -1,13 +1,17 @@
 // udp_echo — sends every UDP datagram back to where it came from.
 //
 // One fiber, one coop::net::udp_socket: receive_from suspends only the
-// calling fiber until a datagram arrives, and a signal cancels the wait.
+// calling fiber until a datagram arrives, and a signal cancels the wait. No
+// peer can hold the server: it keeps nothing per peer, a receive waits for
+// any datagram, and a reply that cannot be sent within a second (a full send
+// buffer) is dropped, as UDP may drop any datagram.
 //
 //   udp_echo --port 9000
 //   echo hello | nc -u -w1 127.0.0.1 9000
 #include <app.hpp>
 #include <coop/coop.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <iostream>
 #include <string>
@@ -15,7 +19,10 @@
 
 namespace {
 
+using namespace std::chrono_literals;
 using coop::net::udp;
+
+constexpr auto send_timeout = 1s;
 
 bool interrupted(const boost::system::error_code& ec) {
   return ec == coop::errc::cancelled || ec == boost::asio::error::operation_aborted;
@@ -30,8 +37,11 @@ void echo(coop::net::udp_socket& socket) {
     std::size_t n = socket.receive_from(boost::asio::buffer(datagram), sender, ec);
     if (interrupted(ec)) return;
     if (ec) continue; // e.g. an ICMP "port unreachable" for an earlier reply: not our problem
-    socket.send_to(boost::asio::buffer(datagram.data(), n), sender, ec);
-    if (interrupted(ec)) return;
+    {
+      coop::timeout limit(send_timeout);
+      socket.send_to(boost::asio::buffer(datagram.data(), n), sender, ec);
+    }
+    if (interrupted(ec)) return; // a failed or timed-out reply is dropped
   }
 }
 

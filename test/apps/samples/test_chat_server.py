@@ -183,6 +183,8 @@ def cli(binary):
         ["--queue", "0"],
         ["--queue", "-3"],
         ["--max-line", "1"],
+        ["--idle-timeout", "0"],
+        ["--idle-timeout", "soon"],
         ["--port", "70000"],
         ["--port", "abc"],
         ["--host", "localhost"],

@@ -210,6 +210,8 @@ def cli(binary, *_):
         ["--threads", "0"],
         ["--threads", "-1"],
         ["--threads", "x"],
+        ["--idle-timeout", "0"],
+        ["--idle-timeout", "soon"],
         ["--port", "123456"],
         ["--host", "::zz"],
         ["--bogus"],
