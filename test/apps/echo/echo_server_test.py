@@ -414,7 +414,8 @@ def case_bad_arguments():
     """Bad input exits 2 with exactly one line on stderr and nothing on stdout."""
     for args in (["--port", "abc"], ["--port", "70000"], ["--port", "0", "--mode", "green"],
                  ["--port", "0", "--threads", "0"], ["--port", "0", "--bogus"], [],
-                 ["--port", "0", "--host", "not-an-ip"], ["--port", "0", "--idle-timeout", "-1"]):
+                 ["--port", "0", "--host", "not-an-ip"], ["--port", "0", "--idle-timeout", "-1"],
+                 ["--port", "0", "--stats-interval", "-1"], ["--port", "0", "--stats-interval", "0.001"]):
         r = subprocess.run([ARGS.server, *args], capture_output=True, text=True, timeout=10)
         check(r.returncode == 2, f"echo_server {args}: exit {r.returncode}, want 2")
         check(r.stdout == "", f"echo_server {args}: printed on stdout: {r.stdout!r}")
@@ -424,9 +425,40 @@ def case_bad_arguments():
     r = subprocess.run([ARGS.server, "--help"], capture_output=True, text=True, timeout=10)
     check(r.returncode == 0 and "--max-connections" in r.stdout, "--help")
     if ARGS.loadgen:
-        for args in (["--port", "1", "--connections", "0"], ["--port", "1", "--size", "x"], ["--duration", "1"]):
+        for args in (["--port", "1", "--connections", "0"], ["--port", "1", "--size", "x"], ["--duration", "1"],
+                     ["--port", "1", "--rate", "-5"]):
             r = subprocess.run([ARGS.loadgen, *args], capture_output=True, text=True, timeout=10)
             check(r.returncode == 2 and len(r.stderr.splitlines()) == 1, f"loadgen {args}: {r.returncode} {r.stderr!r}")
+
+
+def wait_for_log(server, pattern, timeout=10):
+    """Waits until the server's stderr has a line matching `pattern`; returns the match."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, server.log(), re.M)
+        if m:
+            return m
+        check(time.monotonic() < deadline, f"no line matching {pattern!r} within {timeout} s:\n{server.log()}")
+        time.sleep(0.05)
+
+
+def case_stats_interval():
+    """--stats-interval: a periodic 'stats:' line on stderr with the live connection count."""
+    with Server() as server:
+        time.sleep(0.3)
+        check("stats:" not in server.log(), "stats lines without --stats-interval")
+    with Server("--stats-interval", "0.05") as server:
+        wait_for_log(server, r"^echo_server: stats: connections 0, accepted 0, refused 0$")
+        socks = [server.connect() for _ in range(3)]
+        for c in socks:
+            check(exchange(c, b"x") == b"x", "echo")  # served: its handler is running
+        wait_for_log(server, r"^echo_server: stats: connections 3, accepted 3, refused 0$")
+        for c in socks:
+            c.close()
+        wait_for_log(server, r"^echo_server: stats: connections 0, accepted 3, refused 0$")
+        check(server.stop() == 0, "exit status after SIGTERM")
+        lines = [l for l in server.log().splitlines() if "stats:" in l]
+        check(len(lines) >= 3, f"want several stats lines, got {lines}")
 
 
 def case_threads():
@@ -474,6 +506,21 @@ def case_loadgen():
         check(r.returncode == 1, f"loadgen against no server: exit {r.returncode}")
         report = json.loads(r.stdout)
         check(report["connect_failures"] == 3 and report["connect_retries"] > 0, f"report: {report}")
+
+
+def case_loadgen_rate():
+    """loadgen --rate R: at most R requests/s in all (plus one per connection at the window's edge)."""
+    check(ARGS.loadgen, "--loadgen PATH is needed")
+    with Server() as server:
+        cmd = [ARGS.loadgen, "--port", str(server.port), "--connections", "10", "--rate", "200",
+               "--duration", "1", "--warmup", "0.2", "--json"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"loadgen exit {r.returncode}: {r.stderr}{r.stdout}")
+        report = json.loads(r.stdout)
+        check(report["errors"] == 0, f"errors: {report}")
+        # Unpaced, this server answers thousands of requests a second here.
+        check(0 < report["requests"] <= 200 * 1 + 10, f"requests beyond --rate 200 over 1 s: {report}")
+        check(server.stop() == 0, "server exit status")
 
 
 def case_compare_smoke():
