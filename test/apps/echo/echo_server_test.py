@@ -544,6 +544,39 @@ def case_compare_smoke():
                 check(f.read(8) == b"\x89PNG\r\n\x1a\n", "compare.png is not a PNG")
 
 
+def case_soak_smoke():
+    """scripts/soak --minutes 0.2 (12 s of load and bad clients) passes, prints its figures and writes its files;
+    bad arguments exit 2 with one line."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+    soak = os.path.join(root, "scripts", "soak")
+    bindir = os.path.dirname(os.path.abspath(ARGS.server))
+    for args in (["--minutes", "0"], ["--minutes", "soon"], ["--minutes", "nan"], ["--rate", "-1"], ["--bogus"]):
+        r = subprocess.run([soak, "--bin", bindir, *args], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and r.stdout == "", f"soak {args}: exit {r.returncode}, stdout {r.stdout!r}")
+        check(len(r.stderr.splitlines()) == 1 and r.stderr.startswith("soak: error: "), f"soak {args}: {r.stderr!r}")
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([soak, "--minutes", "0.2", "--bin", bindir, "--out", out],
+                           capture_output=True, text=True, timeout=100)
+        check(r.returncode == 0 and r.stdout.endswith("\nok\n"),
+              f"scripts/soak --minutes 0.2 exit {r.returncode}:\n{r.stderr}\n{r.stdout}")
+        for pattern in (r"^RSS after warm-up \(\d+ s\): \d+ KiB; at the end: \d+ KiB; max: \d+ KiB$",
+                        r"^RSS slope over the second half: [-+]\d+\.\d KiB/min ",
+                        r"^descriptors: min \d+, max \d+ .*; idle before the load (\d+), after it \1$",
+                        r"; loadgen errors: 0 .*; bad clients: [1-9]\d*;"):
+            check(re.search(pattern, r.stdout, re.M), f"no line matching {pattern!r}:\n{r.stdout}")
+        names = os.listdir(out)
+        csvs = [n for n in names if re.fullmatch(r"soak-[\d-]+\.csv", n)]
+        check(len(csvs) == 1, f"want one soak-DATE.csv in {names}")
+        with open(os.path.join(out, csvs[0])) as f:
+            lines = f.read().splitlines()
+        check(lines[0].startswith("time_s,rss_kib,fds,connections,requests_per_sec"), f"CSV header {lines[0]!r}")
+        check(len(lines) >= 1 + 10, f"want a sample a second for 12 s, got {len(lines) - 1}")
+        check(all(int(line.split(",")[1]) > 0 for line in lines[1:]), "an RSS sample of 0")
+        if shutil.which("gnuplot"):
+            with open(os.path.join(out, csvs[0][:-4] + ".png"), "rb") as f:
+                check(f.read(8) == b"\x89PNG\r\n\x1a\n", "the chart is not a PNG")
+
+
 # ---------------------------------------------------------------- TLS (fiber mode)
 
 
