@@ -562,7 +562,7 @@ def case_soak_smoke():
         for pattern in (r"^RSS after warm-up \(\d+ s\): \d+ KiB; at the end: \d+ KiB; max: \d+ KiB$",
                         r"^RSS slope over the second half: [-+]\d+\.\d KiB/min ",
                         r"^descriptors: min \d+, max \d+ .*; idle before the load (\d+), after it \1$",
-                        r"; loadgen errors: 0 .*; bad clients: [1-9]\d*;"):
+                        r"^loadgen errors: 0 .*; bad clients: [1-9]\d*;"):
             check(re.search(pattern, r.stdout, re.M), f"no line matching {pattern!r}:\n{r.stdout}")
         names = os.listdir(out)
         csvs = [n for n in names if re.fullmatch(r"soak-[\d-]+\.csv", n)]
