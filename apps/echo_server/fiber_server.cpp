@@ -109,7 +109,7 @@ int run_fiber_server(const server_config& config) {
     }));
   coop_app::announce_listening(endpoint);
 
-  int sig = wait_for_stop_signal();
+  int sig = wait_for_stop_signal(config, stats);
   auto deadline = clock::now() + config.drain_timeout;
   log(std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + ": stopped accepting; draining " +
       std::to_string(stats.live.load()) + " connections");

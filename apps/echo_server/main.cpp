@@ -8,22 +8,42 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <string>
 
 namespace echo {
 
-int wait_for_stop_signal() {
+int wait_for_stop_signal(const server_config& config, const server_stats& stats) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
-  int sig = 0;
-  while (::sigwait(&set, &sig) != 0) {
+  using clock = std::chrono::steady_clock;
+  const auto interval = config.stats_interval;
+  auto next_stats = clock::now() + interval;
+  for (;;) {
+    if (interval.count() == 0) {
+      int sig = 0;
+      if (::sigwait(&set, &sig) == 0) return sig;
+      continue;
+    }
+    // Ticks on a fixed schedule (no drift), never sleeping less than 0.
+    auto wait = std::max(clock::duration::zero(), next_stats - clock::now());
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    timespec timeout{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    int sig = ::sigtimedwait(&set, nullptr, &timeout);
+    if (sig > 0) return sig;
+    if (errno != EAGAIN) continue; // EINTR: wait again
+    log("stats: connections " + std::to_string(stats.live.load()) + ", accepted " +
+        std::to_string(stats.accepted.load()) + ", refused " + std::to_string(stats.rejected.load()));
+    next_stats += interval;
   }
-  return sig;
 }
 
 void log(const std::string& message) {
@@ -50,7 +70,13 @@ const char* const summary = "A concurrent TCP echo server: every byte a client s
                             "\n"
                             "TLS (fiber mode): --tls-cert and --tls-key serve TLS 1.2+ on the port instead;\n"
                             "the handshake is bounded by --idle-timeout, or 10 s without one. A client's\n"
-                            "close_notify is answered with ours (TLS's half-close).";
+                            "close_notify is answered with ours (TLS's half-close).\n"
+                            "\n"
+                            "--stats-interval S: every S seconds, one line on stderr\n"
+                            "  echo_server: stats: connections N, accepted A, refused R\n"
+                            "(connections being served now, i.e. live handler fibers or threads; handed\n"
+                            "to a handler since start; closed at once by --max-connections). scripts/soak\n"
+                            "reads it.";
 
 std::chrono::milliseconds seconds_option(const char* name, double seconds) {
   if (!(seconds >= 0) || seconds > 1e6)
@@ -67,7 +93,7 @@ int main(int argc, char** argv) {
   std::string host, mode, tls_cert, tls_key;
   unsigned threads = 1;
   std::size_t max_connections = 0;
-  double idle_timeout = 0, drain_timeout = 5;
+  double idle_timeout = 0, drain_timeout = 5, stats_interval = 0;
   po::options_description options("Options");
   // clang-format off
   options.add_options()
@@ -81,6 +107,8 @@ int main(int argc, char** argv) {
        "close a connection when no data moved for SECONDS (0: never)")
       ("drain-timeout", po::value(&drain_timeout)->default_value(5),
        "after SIGINT/SIGTERM, wait this many SECONDS for connections to finish")
+      ("stats-interval", po::value(&stats_interval)->default_value(0),
+       "every SECONDS, print a 'stats:' line on stderr (0: never; at least 0.01)")
       ("tls-cert", po::value(&tls_cert)->value_name("FILE"),
        "serve TLS (fiber mode) with this certificate chain (PEM); needs --tls-key")
       ("tls-key", po::value(&tls_key)->value_name("FILE"), "the certificate's private key (PEM, unencrypted)");
@@ -97,6 +125,9 @@ int main(int argc, char** argv) {
   config.max_connections = max_connections;
   config.idle_timeout = seconds_option("idle-timeout", idle_timeout);
   config.drain_timeout = seconds_option("drain-timeout", drain_timeout);
+  config.stats_interval = seconds_option("stats-interval", stats_interval);
+  if (stats_interval != 0 && stats_interval < 0.01)
+    coop_app::usage_error(name, "--stats-interval: must be 0 (off) or at least 0.01 seconds");
   if (tls_cert.empty() != tls_key.empty()) coop_app::usage_error(name, "--tls-cert and --tls-key go together");
   if (!tls_cert.empty()) {
     if (mode != "fiber") coop_app::usage_error(name, "--tls-cert/--tls-key need --mode fiber");

@@ -22,6 +22,7 @@ struct server_config {
   std::chrono::milliseconds idle_timeout{0};     ///< 0: never
   std::chrono::milliseconds drain_timeout{5000}; ///< after SIGINT/SIGTERM
   std::size_t thread_stack_size = 128 * 1024;    ///< per-connection stack, both modes
+  std::chrono::milliseconds stats_interval{0};   ///< --stats-interval; 0: no stats lines
   /// Set: serve TLS with this context (--tls-cert/--tls-key; fiber mode only).
   /// Shared by every runtime thread; read-only once loaded.
   std::shared_ptr<boost::asio::ssl::context> tls;
@@ -70,8 +71,10 @@ private:
 
 /// Blocks the calling thread until SIGINT or SIGTERM arrives; returns it.
 /// main() blocks both signals in every thread before starting any, so they
-/// queue for this call instead of killing the process.
-int wait_for_stop_signal();
+/// queue for this call instead of killing the process. While it waits, every
+/// `config.stats_interval` (when not 0) it logs one line
+/// "echo_server: stats: connections N, accepted A, refused R".
+int wait_for_stop_signal(const server_config& config, const server_stats& stats);
 
 /// Prints "echo_server: MESSAGE" on stderr.
 void log(const std::string& message);

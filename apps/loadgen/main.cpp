@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -44,6 +45,7 @@ struct settings {
   std::chrono::nanoseconds request_timeout{};
   std::chrono::nanoseconds connect_timeout{}; ///< how long to keep retrying one connection
   int server_pid = 0;                         ///< 0: do not sample the server's CPU time
+  double rate = 0;                            ///< requests/s in all, paced per connection; 0: as fast as it can
   bool json = false;
 };
 
@@ -148,9 +150,22 @@ void client(const settings& s, const schedule& when, thread_context& ctx, std::s
     message[k] = static_cast<char>('a' + (k * 7 + index) % 26);
   std::uint64_t sequence = 0;
 
+  // --rate: this connection sends every `interval`, the connections' phases
+  // spread over one interval; a late request is not made up for by a burst.
+  const bool paced = s.rate > 0;
+  const auto interval =
+      paced ? std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(double(s.connections) / s.rate))
+            : clock::duration::zero();
+  auto next_send = clock::now() + interval * static_cast<long>(index) / static_cast<long>(s.connections);
+
   // Every request must finish by end + request_timeout; one that hangs fails.
   coop::timeout overall(when.end + s.request_timeout);
   while (clock::now() < when.end) {
+    if (paced) {
+      if (next_send >= when.end) return;
+      coop::sleep_until(next_send);
+      next_send = std::max(next_send + interval, clock::now());
+    }
     if (s.size >= sizeof sequence) std::memcpy(message.data(), &sequence, sizeof sequence);
     ++sequence;
     boost::system::error_code ec;
@@ -239,6 +254,8 @@ settings parse_settings(int argc, char** argv) {
        "SECONDS a request may still take after the end before it counts as an error")
       ("server-pid", po::value(&s.server_pid)->default_value(0),
        "also report that (local) process's CPU time per request during the measurement")
+      ("rate", po::value(&s.rate)->default_value(0),
+       "at most this many requests/s in all, spread evenly over the connections (0: no limit)")
       ("json", po::bool_switch(&s.json), "print one JSON object at the end, nothing else");
   // clang-format on
   coop_app::parse(argc, argv, name,
@@ -255,6 +272,7 @@ settings parse_settings(int argc, char** argv) {
   if (s.size < 1 || s.size > (std::size_t{1} << 30)) coop_app::usage_error(name, "--size: must be 1 byte to 1 GiB");
   if (s.threads < 1 || s.threads > 256) coop_app::usage_error(name, "--threads: must be between 1 and 256");
   if (s.connect_concurrency < 1) coop_app::usage_error(name, "--connect-concurrency: must be at least 1");
+  if (!(s.rate >= 0) || s.rate > 1e9) coop_app::usage_error(name, "--rate: must be between 0 and 1e9 requests/s");
   s.duration = seconds_option("duration", duration, 0.001);
   s.warmup = seconds_option("warmup", warmup, 0);
   s.request_timeout = seconds_option("request-timeout", request_timeout, 0.001);

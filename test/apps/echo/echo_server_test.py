@@ -414,7 +414,8 @@ def case_bad_arguments():
     """Bad input exits 2 with exactly one line on stderr and nothing on stdout."""
     for args in (["--port", "abc"], ["--port", "70000"], ["--port", "0", "--mode", "green"],
                  ["--port", "0", "--threads", "0"], ["--port", "0", "--bogus"], [],
-                 ["--port", "0", "--host", "not-an-ip"], ["--port", "0", "--idle-timeout", "-1"]):
+                 ["--port", "0", "--host", "not-an-ip"], ["--port", "0", "--idle-timeout", "-1"],
+                 ["--port", "0", "--stats-interval", "-1"], ["--port", "0", "--stats-interval", "0.001"]):
         r = subprocess.run([ARGS.server, *args], capture_output=True, text=True, timeout=10)
         check(r.returncode == 2, f"echo_server {args}: exit {r.returncode}, want 2")
         check(r.stdout == "", f"echo_server {args}: printed on stdout: {r.stdout!r}")
@@ -424,9 +425,40 @@ def case_bad_arguments():
     r = subprocess.run([ARGS.server, "--help"], capture_output=True, text=True, timeout=10)
     check(r.returncode == 0 and "--max-connections" in r.stdout, "--help")
     if ARGS.loadgen:
-        for args in (["--port", "1", "--connections", "0"], ["--port", "1", "--size", "x"], ["--duration", "1"]):
+        for args in (["--port", "1", "--connections", "0"], ["--port", "1", "--size", "x"], ["--duration", "1"],
+                     ["--port", "1", "--rate", "-5"]):
             r = subprocess.run([ARGS.loadgen, *args], capture_output=True, text=True, timeout=10)
             check(r.returncode == 2 and len(r.stderr.splitlines()) == 1, f"loadgen {args}: {r.returncode} {r.stderr!r}")
+
+
+def wait_for_log(server, pattern, timeout=10):
+    """Waits until the server's stderr has a line matching `pattern`; returns the match."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = re.search(pattern, server.log(), re.M)
+        if m:
+            return m
+        check(time.monotonic() < deadline, f"no line matching {pattern!r} within {timeout} s:\n{server.log()}")
+        time.sleep(0.05)
+
+
+def case_stats_interval():
+    """--stats-interval: a periodic 'stats:' line on stderr with the live connection count."""
+    with Server() as server:
+        time.sleep(0.3)
+        check("stats:" not in server.log(), "stats lines without --stats-interval")
+    with Server("--stats-interval", "0.05") as server:
+        wait_for_log(server, r"^echo_server: stats: connections 0, accepted 0, refused 0$")
+        socks = [server.connect() for _ in range(3)]
+        for c in socks:
+            check(exchange(c, b"x") == b"x", "echo")  # served: its handler is running
+        wait_for_log(server, r"^echo_server: stats: connections 3, accepted 3, refused 0$")
+        for c in socks:
+            c.close()
+        wait_for_log(server, r"^echo_server: stats: connections 0, accepted 3, refused 0$")
+        check(server.stop() == 0, "exit status after SIGTERM")
+        lines = [l for l in server.log().splitlines() if "stats:" in l]
+        check(len(lines) >= 3, f"want several stats lines, got {lines}")
 
 
 def case_threads():
@@ -476,6 +508,21 @@ def case_loadgen():
         check(report["connect_failures"] == 3 and report["connect_retries"] > 0, f"report: {report}")
 
 
+def case_loadgen_rate():
+    """loadgen --rate R: at most R requests/s in all (plus one per connection at the window's edge)."""
+    check(ARGS.loadgen, "--loadgen PATH is needed")
+    with Server() as server:
+        cmd = [ARGS.loadgen, "--port", str(server.port), "--connections", "10", "--rate", "200",
+               "--duration", "1", "--warmup", "0.2", "--json"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"loadgen exit {r.returncode}: {r.stderr}{r.stdout}")
+        report = json.loads(r.stdout)
+        check(report["errors"] == 0, f"errors: {report}")
+        # Unpaced, this server answers thousands of requests a second here.
+        check(0 < report["requests"] <= 200 * 1 + 10, f"requests beyond --rate 200 over 1 s: {report}")
+        check(server.stop() == 0, "server exit status")
+
+
 def case_compare_smoke():
     """scripts/compare --smoke (counts 1 and 10, one round, 1 s) prints the table and writes its files."""
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -495,6 +542,39 @@ def case_compare_smoke():
         if shutil.which("gnuplot"):
             with open(os.path.join(out, "compare.png"), "rb") as f:
                 check(f.read(8) == b"\x89PNG\r\n\x1a\n", "compare.png is not a PNG")
+
+
+def case_soak_smoke():
+    """scripts/soak --minutes 0.2 (12 s of load and bad clients) passes, prints its figures and writes its files;
+    bad arguments exit 2 with one line."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+    soak = os.path.join(root, "scripts", "soak")
+    bindir = os.path.dirname(os.path.abspath(ARGS.server))
+    for args in (["--minutes", "0"], ["--minutes", "soon"], ["--minutes", "nan"], ["--rate", "-1"], ["--bogus"]):
+        r = subprocess.run([soak, "--bin", bindir, *args], capture_output=True, text=True, timeout=30)
+        check(r.returncode == 2 and r.stdout == "", f"soak {args}: exit {r.returncode}, stdout {r.stdout!r}")
+        check(len(r.stderr.splitlines()) == 1 and r.stderr.startswith("soak: error: "), f"soak {args}: {r.stderr!r}")
+    with tempfile.TemporaryDirectory() as out:
+        r = subprocess.run([soak, "--minutes", "0.2", "--bin", bindir, "--out", out],
+                           capture_output=True, text=True, timeout=100)
+        check(r.returncode == 0 and r.stdout.endswith("\nok\n"),
+              f"scripts/soak --minutes 0.2 exit {r.returncode}:\n{r.stderr}\n{r.stdout}")
+        for pattern in (r"^RSS after warm-up \(\d+ s\): \d+ KiB; at the end: \d+ KiB; max: \d+ KiB$",
+                        r"^RSS slope over the second half: [-+]\d+\.\d KiB/min ",
+                        r"^descriptors: min \d+, max \d+ .*; idle before the load (\d+), after it \1$",
+                        r"^loadgen errors: 0 .*; bad clients: [1-9]\d*;"):
+            check(re.search(pattern, r.stdout, re.M), f"no line matching {pattern!r}:\n{r.stdout}")
+        names = os.listdir(out)
+        csvs = [n for n in names if re.fullmatch(r"soak-[\d-]+\.csv", n)]
+        check(len(csvs) == 1, f"want one soak-DATE.csv in {names}")
+        with open(os.path.join(out, csvs[0])) as f:
+            lines = f.read().splitlines()
+        check(lines[0].startswith("time_s,rss_kib,fds,connections,requests_per_sec"), f"CSV header {lines[0]!r}")
+        check(len(lines) >= 1 + 10, f"want a sample a second for 12 s, got {len(lines) - 1}")
+        check(all(int(line.split(",")[1]) > 0 for line in lines[1:]), "an RSS sample of 0")
+        if shutil.which("gnuplot"):
+            with open(os.path.join(out, csvs[0][:-4] + ".png"), "rb") as f:
+                check(f.read(8) == b"\x89PNG\r\n\x1a\n", "the chart is not a PNG")
 
 
 # ---------------------------------------------------------------- TLS (fiber mode)
