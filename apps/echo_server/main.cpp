@@ -40,7 +40,8 @@ int wait_for_stop_signal(const server_config& config, const server_stats& stats)
     int sig = ::sigtimedwait(&set, nullptr, &timeout);
     if (sig > 0) return sig;
     if (errno != EAGAIN) continue; // EINTR: wait again
-    log("stats: connections " + std::to_string(stats.live.load()) + ", accepted " +
+    log("stats: connections " + std::to_string(stats.live.load()) + ", fibers " +
+        std::to_string(coop::fiber_count()) + ", accepted " +
         std::to_string(stats.accepted.load()) + ", refused " + std::to_string(stats.rejected.load()));
     next_stats += interval;
   }
@@ -73,7 +74,7 @@ const char* const summary = "A concurrent TCP echo server: every byte a client s
                             "close_notify is answered with ours (TLS's half-close).\n"
                             "\n"
                             "--stats-interval S: every S seconds, one line on stderr\n"
-                            "  echo_server: stats: connections N, accepted A, refused R\n"
+                            "  echo_server: stats: connections N, fibers F, accepted A, refused R\n"
                             "(connections being served now, i.e. live handler fibers or threads; handed\n"
                             "to a handler since start; closed at once by --max-connections). scripts/soak\n"
                             "reads it.";

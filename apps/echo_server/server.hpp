@@ -73,7 +73,8 @@ private:
 /// main() blocks both signals in every thread before starting any, so they
 /// queue for this call instead of killing the process. While it waits, every
 /// `config.stats_interval` (when not 0) it logs one line
-/// "echo_server: stats: connections N, accepted A, refused R".
+/// "echo_server: stats: connections N, fibers F, accepted A, refused R"
+/// (F: coop::fiber_count(), the live fibers of the process).
 int wait_for_stop_signal(const server_config& config, const server_stats& stats);
 
 /// Prints "echo_server: MESSAGE" on stderr.

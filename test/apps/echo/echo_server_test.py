@@ -448,14 +448,14 @@ def case_stats_interval():
         time.sleep(0.3)
         check("stats:" not in server.log(), "stats lines without --stats-interval")
     with Server("--stats-interval", "0.05") as server:
-        wait_for_log(server, r"^echo_server: stats: connections 0, accepted 0, refused 0$")
+        wait_for_log(server, r"^echo_server: stats: connections 0, fibers \d+, accepted 0, refused 0$")
         socks = [server.connect() for _ in range(3)]
         for c in socks:
             check(exchange(c, b"x") == b"x", "echo")  # served: its handler is running
-        wait_for_log(server, r"^echo_server: stats: connections 3, accepted 3, refused 0$")
+        wait_for_log(server, r"^echo_server: stats: connections 3, fibers \d+, accepted 3, refused 0$")
         for c in socks:
             c.close()
-        wait_for_log(server, r"^echo_server: stats: connections 0, accepted 3, refused 0$")
+        wait_for_log(server, r"^echo_server: stats: connections 0, fibers \d+, accepted 3, refused 0$")
         check(server.stop() == 0, "exit status after SIGTERM")
         lines = [l for l in server.log().splitlines() if "stats:" in l]
         check(len(lines) >= 3, f"want several stats lines, got {lines}")
