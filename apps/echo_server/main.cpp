@@ -4,6 +4,7 @@
 #include "server.hpp"
 
 #include <app.hpp>
+#include <coop/diagnostics.hpp>
 #include <coop/net/tls.hpp>
 
 #include <pthread.h>
