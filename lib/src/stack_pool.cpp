@@ -168,6 +168,10 @@ void on_segv(int sig, siginfo_t* info, void* uctx) {
     append_number(buf, sizeof buf, len, w->stacks->stack_size() / 1024);
     append(buf, sizeof buf, len, " KiB); raise coop::run_options::stack_size\n");
     [[maybe_unused]] auto ignored = ::write(STDERR_FILENO, buf, len);
+    // Nothing can resume a fiber that ran off its stack: end the process with
+    // SIGSEGV even if someone else's handler came before ours.
+    ::signal(SIGSEGV, SIG_DFL);
+    return;
   }
   // Put the previous handling back and return: the faulting instruction runs
   // again and gets it (by default, the process ends with SIGSEGV).
@@ -179,14 +183,21 @@ void on_segv(int sig, siginfo_t* info, void* uctx) {
 } // namespace
 
 void install_overflow_handler() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction sa {};
-    sa.sa_sigaction = &on_segv;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGSEGV, &sa, &previous_segv);
-  });
+  // Installed again whenever someone replaced it meanwhile (say, a test
+  // framework around each test case), keeping theirs as the previous one.
+  static std::mutex install_mutex;
+  {
+    std::lock_guard lk(install_mutex);
+    struct sigaction current {};
+    ::sigaction(SIGSEGV, nullptr, &current);
+    if (!(current.sa_flags & SA_SIGINFO) || current.sa_sigaction != &on_segv) {
+      struct sigaction sa {};
+      sa.sa_sigaction = &on_segv;
+      sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(SIGSEGV, &sa, &previous_segv);
+    }
+  }
   // The handler cannot run on the stack that overflowed.
   stack_t current{};
   if (::sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return; // the thread has one

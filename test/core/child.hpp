@@ -4,6 +4,7 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,11 @@ template <class F> child_outcome in_child(F fn) {
   pid_t pid = ::fork();
   BOOST_REQUIRE(pid >= 0);
   if (pid == 0) {
+    // The child behaves as a program of its own: no test framework's crash
+    // handlers (Boost.Test would catch a fault and go on running tests here).
+    ::signal(SIGSEGV, SIG_DFL);
+    ::signal(SIGBUS, SIG_DFL);
+    ::signal(SIGABRT, SIG_DFL);
     ::dup2(fds[1], STDERR_FILENO);
     ::close(fds[0]);
     fn();

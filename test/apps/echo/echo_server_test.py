@@ -569,7 +569,7 @@ def case_soak_smoke():
         check(len(csvs) == 1, f"want one soak-DATE.csv in {names}")
         with open(os.path.join(out, csvs[0])) as f:
             lines = f.read().splitlines()
-        check(lines[0].startswith("time_s,rss_kib,fds,connections,requests_per_sec"), f"CSV header {lines[0]!r}")
+        check(lines[0].startswith("time_s,rss_kib,fds,connections,fibers,requests_per_sec"), f"CSV header {lines[0]!r}")
         check(len(lines) >= 1 + 10, f"want a sample a second for 12 s, got {len(lines) - 1}")
         check(all(int(line.split(",")[1]) > 0 for line in lines[1:]), "an RSS sample of 0")
         if shutil.which("gnuplot"):
