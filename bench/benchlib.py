@@ -5,6 +5,7 @@ from strace -c output and instructions from a callgrind profile, CSV output.
 """
 
 import csv
+import json
 import os
 import re
 import signal
@@ -89,6 +90,32 @@ def callgrind_total(path):
             if line.startswith(("summary:", "totals:")):
                 return int(line.split()[1])
     raise RuntimeError(f"{path}: no summary line")
+
+
+def loadgen_run(bindir, server_cmd, connections, size, duration, warmup):
+    """Starts a server, drives it with loadgen for `duration` seconds after
+    `warmup`, samples its peak RSS (VmHWM) and stops it (it must exit 0).
+    Returns (loadgen's JSON report, peak RSS in KiB)."""
+    server, port = start_server(server_cmd)
+    name = os.path.basename(server_cmd[0])
+    try:
+        cmd = [os.path.join(bindir, "loadgen"), "--port", str(port), "--connections", str(connections),
+               "--size", str(size), "--duration", str(duration), "--warmup", str(warmup),
+               "--server-pid", str(server.pid), "--json"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180 + duration)
+        try:
+            report = json.loads(r.stdout)
+        except ValueError:
+            raise RuntimeError(f"loadgen failed against {name} (exit {r.returncode}): {r.stderr.strip()}")
+        rss_kib = proc_status_kib(server.pid, "VmHWM")
+        status = stop_server(server)
+        if status != 0:
+            raise RuntimeError(f"{' '.join(server_cmd)} exited with {status}")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return report, rss_kib
 
 
 def write_csv(path, rows):
