@@ -54,73 +54,52 @@ long rss_kib() {
   return 0;
 }
 
+/// What a benchmark needs from each side: where its body runs, yield, spawn.
+/// coop: a coop::run on a fresh thread; raw: Boost.Fiber's default scheduler
+/// on a fresh thread.
+struct coop_side {
+  template <class F> static void run(F&& f) {
+    on_fresh_thread([&] { coop::run(std::forward<F>(f)); });
+  }
+  static void yield() { coop::this_fiber::yield(); }
+  template <class F> static coop::task<void> spawn(F&& f) { return coop::spawn(std::forward<F>(f)); }
+};
+struct raw_side {
+  template <class F> static void run(F&& f) { on_fresh_thread(std::forward<F>(f)); }
+  static void yield() { boost::this_fiber::yield(); }
+  template <class F> static boost::fibers::fiber spawn(F&& f) { return boost::fibers::fiber(std::forward<F>(f)); }
+};
+
 // --- context switch: two fibers of one thread yielding to each other ---------
 // One iteration is one switch to the other fiber (and its switch back counts
 // as the other's iteration, so: half a round trip).
-
-void coop_switch(benchmark::State& state) {
-  on_fresh_thread([&] {
-    coop::run([&] {
-      std::atomic<bool> done{false};
-      auto partner = coop::spawn([&] {
-        while (!done.load(std::memory_order_relaxed))
-          coop::this_fiber::yield();
-      });
-      for (auto _ : state)
-        coop::this_fiber::yield();
-      done = true;
-      partner.join();
-    });
-  });
-}
-
-void raw_switch(benchmark::State& state) {
-  on_fresh_thread([&] {
+template <class Side> void context_switch(benchmark::State& state) {
+  Side::run([&] {
     std::atomic<bool> done{false};
-    boost::fibers::fiber partner([&] {
+    auto partner = Side::spawn([&] {
       while (!done.load(std::memory_order_relaxed))
-        boost::this_fiber::yield();
+        Side::yield();
     });
     for (auto _ : state)
-      boost::this_fiber::yield();
+      Side::yield();
     done = true;
     partner.join();
   });
 }
 
 // --- yield: the only fiber of its thread yields (back to itself) ------------
-
-void coop_yield(benchmark::State& state) {
-  on_fresh_thread([&] {
-    coop::run([&] {
-      for (auto _ : state)
-        coop::this_fiber::yield();
-    });
-  });
-}
-
-void raw_yield(benchmark::State& state) {
-  on_fresh_thread([&] {
+template <class Side> void yield(benchmark::State& state) {
+  Side::run([&] {
     for (auto _ : state)
-      boost::this_fiber::yield();
+      Side::yield();
   });
 }
 
 // --- spawn + join: start a fiber that does nothing, wait for its end --------
-
-void coop_spawn_join(benchmark::State& state) {
-  on_fresh_thread([&] {
-    coop::run([&] {
-      for (auto _ : state)
-        coop::spawn([] {}).join();
-    });
-  });
-}
-
-void raw_spawn_join(benchmark::State& state) {
-  on_fresh_thread([&] {
+template <class Side> void spawn_join(benchmark::State& state) {
+  Side::run([&] {
     for (auto _ : state)
-      boost::fibers::fiber([] {}).join();
+      Side::spawn([] {}).join();
   });
 }
 
@@ -129,11 +108,12 @@ void raw_spawn_join(benchmark::State& state) {
 // power of two >= 2 and holds one item less: capacity 1 is buffered_channel(2),
 // 1024 is buffered_channel(1024) (1023 items; ping-pong never holds more than one).
 
-/// Ping-pong through a pair of coop channels; the partner runs in `spawn_partner`.
-template <class SpawnPartner> void coop_ping_pong(benchmark::State& state, SpawnPartner spawn_partner) {
-  auto capacity = static_cast<std::size_t>(state.range(0));
-  coop::channel<int> ping(capacity), pong(capacity);
-  auto partner = spawn_partner([&] {
+/// Ping-pong through `ping` and `pong` (coop channels or locked_queue: `pop`
+/// returns an optional, empty once closed); `start_partner(fn)` starts the
+/// partner (a fiber or a thread) and returns something to join.
+template <class Queue, class StartPartner>
+void ping_pong(benchmark::State& state, Queue& ping, Queue& pong, StartPartner start_partner) {
+  auto partner = start_partner([&] {
     while (auto v = ping.pop())
       pong.push(*v);
   });
@@ -144,6 +124,12 @@ template <class SpawnPartner> void coop_ping_pong(benchmark::State& state, Spawn
   }
   ping.close();
   partner.join();
+}
+
+template <class StartPartner> void coop_ping_pong(benchmark::State& state, StartPartner start_partner) {
+  auto capacity = static_cast<std::size_t>(state.range(0));
+  coop::channel<int> ping(capacity), pong(capacity);
+  ping_pong(state, ping, pong, start_partner);
 }
 
 void coop_channel_same_thread(benchmark::State& state) {
@@ -234,29 +220,18 @@ private:
   bool closed_ = false;
 };
 
-template <class Queue, class Partner> void queue_ping_pong(benchmark::State& state) {
-  Queue ping, pong;
-  Partner partner([&] {
-    while (auto v = ping.pop())
-      pong.push(*v);
-  });
-  int i = 0;
-  for (auto _ : state) {
-    ping.push(i++);
-    benchmark::DoNotOptimize(pong.pop());
-  }
-  ping.close();
-  partner.join();
-}
-
 void mutex_condvar_same_thread(benchmark::State& state) {
   on_fresh_thread([&] {
-    queue_ping_pong<locked_queue<boost::fibers::mutex, boost::fibers::condition_variable>, boost::fibers::fiber>(state);
+    locked_queue<boost::fibers::mutex, boost::fibers::condition_variable> ping, pong;
+    ping_pong(state, ping, pong, [](auto fn) { return boost::fibers::fiber(fn); });
   });
 }
 
 void mutex_condvar_two_threads(benchmark::State& state) {
-  on_fresh_thread([&] { queue_ping_pong<locked_queue<std::mutex, std::condition_variable>, std::thread>(state); });
+  on_fresh_thread([&] {
+    locked_queue<std::mutex, std::condition_variable> ping, pong;
+    ping_pong(state, ping, pong, [](auto fn) { return std::thread(fn); });
+  });
 }
 
 // --- coop::timeout set + clear: a scope that arms and disarms a deadline ----
@@ -453,12 +428,12 @@ void capacities(benchmark::internal::Benchmark* b) {
 
 } // namespace
 
-BENCHMARK(coop_switch)->Name("coop/context_switch");
-BENCHMARK(raw_switch)->Name("raw/context_switch");
-BENCHMARK(coop_yield)->Name("coop/yield");
-BENCHMARK(raw_yield)->Name("raw/yield");
-BENCHMARK(coop_spawn_join)->Name("coop/spawn_join");
-BENCHMARK(raw_spawn_join)->Name("raw/spawn_join");
+BENCHMARK(context_switch<coop_side>)->Name("coop/context_switch");
+BENCHMARK(context_switch<raw_side>)->Name("raw/context_switch");
+BENCHMARK(yield<coop_side>)->Name("coop/yield");
+BENCHMARK(yield<raw_side>)->Name("raw/yield");
+BENCHMARK(spawn_join<coop_side>)->Name("coop/spawn_join");
+BENCHMARK(spawn_join<raw_side>)->Name("raw/spawn_join");
 BENCHMARK(coop_channel_same_thread)->Name("coop/channel_same_thread")->Apply(capacities);
 BENCHMARK(raw_channel_same_thread)->Name("raw/channel_same_thread")->Apply(capacities);
 BENCHMARK(mutex_condvar_same_thread)->Name("mutex_condvar/channel_same_thread");
