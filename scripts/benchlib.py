@@ -1,15 +1,20 @@
-"""What scripts/compare and scripts/soak share: building the two programs,
-starting echo_server, reading /proc, writing CSV and running gnuplot.
+"""What the measuring scripts share (scripts/compare, scripts/soak,
+scripts/bench, bench/echo_syscalls): building the programs, starting a
+server that prints "listening on HOST:PORT", reading /proc, counting system
+calls (strace -c) and instructions (callgrind), writing CSV, running gnuplot.
 
 Python 3 standard library only; the scripts import it from their own folder.
 """
 
 import argparse
 import csv
+import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,11 +84,14 @@ def proc_status_kib(pid, field):
 
 
 def cpu_seconds(pid):
-    """User + system CPU time of process `pid` so far, in seconds (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
+    """CPU time of all the process's threads (schedstat: nanoseconds, every thread)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total / 1e9
 
 def open_fds(pid):
     """How many file descriptors process `pid` has open (entries of /proc/PID/fd)."""
@@ -91,12 +99,14 @@ def open_fds(pid):
 
 
 def write_csv(path, rows):
-    """Rows (dicts with the same keys, in order) to `path` with a header line."""
+    """Rows (dicts) to `path` with a header line: every key, in first-seen order."""
+    fields = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-
 
 def gnuplot(script, who):
     """Runs a gnuplot script; False (and a warning) when gnuplot is missing or fails."""
@@ -109,3 +119,85 @@ def gnuplot(script, who):
         say(f"{who}: gnuplot failed: {r.stderr.strip()}")
         return False
     return True
+
+
+def start_server(cmd, wrapper=()):
+    """Starts `cmd` (under `wrapper`, e.g. strace or valgrind, when given) and
+    waits for its first line: "listening on HOST:PORT" (or a bare port number,
+    as echo_bench printed before). Returns (Popen, port)."""
+    p = subprocess.Popen(list(wrapper) + list(cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline()
+    m = re.fullmatch(r"(?:listening on \S+:)?(\d+)\n", line)
+    if not m:
+        p.kill()
+        p.wait()
+        raise RuntimeError(f"{' '.join(cmd)}: unexpected first line {line!r}")
+    return p, int(m.group(1))
+
+
+def traced_pid(p):
+    """The pid of the program a wrapper (strace) started: the wrapper's child."""
+    for _ in range(200):
+        kids = open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()
+        if kids:
+            return int(kids[0])
+        time.sleep(0.01)
+    raise RuntimeError("no traced child")
+
+
+def stop_server(p, pid=None, sig=signal.SIGTERM, timeout=60):
+    """Asks the server (or, under a wrapper, the traced `pid`) to stop; returns its exit status."""
+    os.kill(pid or p.pid, sig)
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise RuntimeError("server did not stop")
+
+
+def strace_counts(text):
+    """System call name -> count, from the table `strace -c` writes."""
+    calls = {}
+    for line in text.splitlines():
+        parts = line.split()
+        # "% time seconds usecs/call calls [errors] syscall"
+        if len(parts) >= 5 and parts[-1].isidentifier() and parts[3].isdigit():
+            calls[parts[-1]] = int(parts[3])
+    calls.pop("total", None)
+    return calls
+
+
+def callgrind_total(path):
+    """Instructions executed (Ir) in a callgrind profile: its summary line."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"{path}: no summary line")
+
+
+def loadgen_run(bindir, server_cmd, connections, size, duration, warmup):
+    """Starts a server, drives it with loadgen for `duration` seconds after
+    `warmup`, samples its peak RSS (VmHWM) and stops it (it must exit 0).
+    Returns (loadgen's JSON report, peak RSS in KiB)."""
+    server, port = start_server(server_cmd)
+    name = os.path.basename(server_cmd[0])
+    try:
+        cmd = [os.path.join(bindir, "loadgen"), "--port", str(port), "--connections", str(connections),
+               "--size", str(size), "--duration", str(duration), "--warmup", str(warmup),
+               "--server-pid", str(server.pid), "--json"]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180 + duration)
+        try:
+            report = json.loads(r.stdout)
+        except ValueError:
+            raise RuntimeError(f"loadgen failed against {name} (exit {r.returncode}): {r.stderr.strip()}")
+        rss_kib = proc_status_kib(server.pid, "VmHWM")
+        status = stop_server(server)
+        if status != 0:
+            raise RuntimeError(f"{' '.join(server_cmd)} exited with {status}")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return report, rss_kib
