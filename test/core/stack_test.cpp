@@ -28,9 +28,10 @@ using test_support::in_child;
 
 constexpr unsigned canary_value = 0xC0FFEEu;
 
-// Under AddressSanitizer, its own SIGSEGV handler (which ours hands over to)
-// reports the fault and ends the process with an exit status instead.
-#ifdef __SANITIZE_ADDRESS__
+// Under AddressSanitizer or ThreadSanitizer, the sanitizer's own SIGSEGV
+// handler (which ours hands over to) reports the fault and ends the process
+// with an exit status instead.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool sanitized = true;
 #else
 constexpr bool sanitized = false;
@@ -44,8 +45,8 @@ bool died_of_the_fault(int status) {
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_stack_overflow_ends_the_process_with_one_clear_line) {
-  if (sanitized) { // ASan reports the deliberate overflow itself, and scripts/asan counts every report
-    BOOST_TEST_MESSAGE("skipped under AddressSanitizer");
+  if (sanitized) { // the sanitizer reports the deliberate overflow itself, and scripts/sanitize counts every report
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
     return;
   }
   auto r = in_child([] {
@@ -91,7 +92,7 @@ BOOST_AUTO_TEST_CASE(a_stack_overflow_ends_the_process_with_one_clear_line) {
 
 BOOST_AUTO_TEST_CASE(other_crashes_keep_their_usual_end) {
   if (sanitized) {
-    BOOST_TEST_MESSAGE("skipped under AddressSanitizer");
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
     return;
   }
   auto r = in_child([] {
@@ -105,7 +106,7 @@ BOOST_AUTO_TEST_CASE(other_crashes_keep_their_usual_end) {
 }
 
 BOOST_AUTO_TEST_CASE(a_hundred_thousand_parked_fibers_with_default_limits) {
-  constexpr int fibers = sanitized ? 10'000 : 100'000; // ASan's shadow memory makes 100,000 slow
+  constexpr int fibers = many_fibers(sanitized ? 10'000 : 100'000); // ASan's shadow memory makes 100,000 slow
   coop::run([] {
     coop::channel<int> never(0);
     int parked = 0, ended = 0;

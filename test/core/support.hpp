@@ -18,6 +18,18 @@ using namespace std::chrono_literals;
   }                                                                                                                    \
   static void name##_body()
 
+/// How many fibers a test that makes thousands of them should make instead:
+/// ThreadSanitizer (scripts/tsan) keeps a state of its own for every fiber
+/// (Boost.Context's BOOST_USE_TSAN creates one per context) and slows down
+/// with their number: with 10,000, core.task ran past its 120 s limit there.
+inline constexpr int many_fibers(int n) {
+#ifdef __SANITIZE_THREAD__
+  return n < 1'000 ? n : 1'000;
+#else
+  return n;
+#endif
+}
+
 /// Thread counts that multi-thread tests run with.
 inline constexpr unsigned runtime_sizes[] = {1, 2, 4};
 

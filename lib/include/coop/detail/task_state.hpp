@@ -28,7 +28,9 @@ public:
   virtual ~task_base(); // logs an exception nobody retrieved
 
   /// On w's thread (or before the task is shared): attaches the fiber's state.
+  /// Under the lock: `cancel` may read `owner_` on another thread meanwhile.
   void bind(worker& w, fiber_state* fs) noexcept {
+    spinlock_lock lk(lock_);
     owner_ = &w;
     fs_ = fs;
   }
