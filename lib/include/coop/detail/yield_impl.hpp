@@ -49,11 +49,15 @@ public:
   template <class Init, class Handler, class... Args>
   void run(const wait_info& info, Init&& init, Handler&& handler, Args&&... args) {
     // An I/O object's initiation knows its executor: one of another runtime
-    // thread would complete there, racing with this fiber's.
+    // thread would complete there, racing with this fiber's. coop's own calls
+    // (which publish their own wait_info) have made that check already.
     if constexpr (requires { init.get_executor(); }) {
-      auto ex = init.get_executor();
-      if constexpr (requires { boost::asio::query(ex, boost::asio::execution::context); })
-        require_own_io(fs_, boost::asio::query(ex, boost::asio::execution::context), "coop::yield: an Asio operation");
+      if (&info == &asio_operation_wait) {
+        auto ex = init.get_executor();
+        if constexpr (requires { boost::asio::query(ex, boost::asio::execution::context); })
+          require_own_io(fs_, boost::asio::query(ex, boost::asio::execution::context),
+                         "coop::yield: an Asio operation");
+      }
     }
     if (fs_.checkpoint(ec_)) {
       done_ = true;
