@@ -65,15 +65,7 @@ def build_apps(args, who):
 def start_echo_server(bindir, *extra, stderr=subprocess.DEVNULL):
     """Starts `echo_server --port 0 EXTRA...` and reads its "listening on" line;
     returns (process, port). Kills it and raises RuntimeError on any other line."""
-    cmd = [os.path.join(bindir, "echo_server"), "--port", "0", *extra]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
-    line = server.stdout.readline()
-    m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)\n", line)
-    if not m:
-        server.kill()
-        server.wait()
-        raise RuntimeError(f"{' '.join(extra)}: echo_server's first line was {line!r}")
-    return server, int(m.group(1))
+    return start_server([os.path.join(bindir, "echo_server"), "--port", "0", *extra], stderr=stderr)
 
 
 def proc_status_kib(pid, field):
@@ -121,11 +113,11 @@ def gnuplot(script, who):
     return True
 
 
-def start_server(cmd, wrapper=()):
+def start_server(cmd, wrapper=(), stderr=subprocess.DEVNULL):
     """Starts `cmd` (under `wrapper`, e.g. strace or valgrind, when given) and
     waits for its first line: "listening on HOST:PORT" (or a bare port number,
     as echo_bench printed before). Returns (Popen, port)."""
-    p = subprocess.Popen(list(wrapper) + list(cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(list(wrapper) + list(cmd), stdout=subprocess.PIPE, stderr=stderr, text=True)
     line = p.stdout.readline()
     m = re.fullmatch(r"(?:listening on \S+:)?(\d+)\n", line)
     if not m:
