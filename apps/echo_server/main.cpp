@@ -41,9 +41,8 @@ int wait_for_stop_signal(const server_config& config, const server_stats& stats)
     int sig = ::sigtimedwait(&set, nullptr, &timeout);
     if (sig > 0) return sig;
     if (errno != EAGAIN) continue; // EINTR: wait again
-    log("stats: connections " + std::to_string(stats.live.load()) + ", fibers " +
-        std::to_string(coop::fiber_count()) + ", accepted " +
-        std::to_string(stats.accepted.load()) + ", refused " + std::to_string(stats.rejected.load()));
+    log("stats: connections " + std::to_string(stats.live.load()) + ", fibers " + std::to_string(coop::fiber_count()) +
+        ", accepted " + std::to_string(stats.accepted.load()) + ", refused " + std::to_string(stats.rejected.load()));
     next_stats += interval;
   }
 }

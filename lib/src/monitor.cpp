@@ -336,7 +336,10 @@ private:
     if (id != 0) {
       std::lock_guard lk(w.registry_mutex);
       for (fiber_state* fs = w.fibers; fs; fs = fs->registry_next)
-        if (fs->id == id) who = fs->name.empty() ? "" : " \"" + fs->name + "\"";
+        if (fs->id == id) {
+          if (!fs->name.empty()) who = " \"" + fs->name + "\"";
+          break;
+        }
       who = "fiber " + std::to_string(id) + who;
     }
     auto ms = std::chrono::duration_cast<milliseconds>(ran).count();

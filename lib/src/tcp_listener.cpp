@@ -21,16 +21,16 @@ template <class Protocol> constexpr const char* listener_name(const char* tcp_na
 template <class Protocol>
 basic_listener<Protocol>::basic_listener(const endpoint_type& endpoint,
                                          const listen_options& options) requires detail::is_tcp<Protocol>
-    : keep_io_(detail::keep_io_alive(detail::io_for_new_object("coop::net::tcp_listener").get_executor())),
-      acceptor_(detail::io_for_new_object("coop::net::tcp_listener")), no_delay_(options.no_delay) {
+    : acceptor_(detail::io_for_new_object("coop::net::tcp_listener")), no_delay_(options.no_delay) {
+  keep_io_ = detail::keep_io_alive(acceptor_.get_executor());
   listen(endpoint, options);
 }
 
 template <class Protocol>
 basic_listener<Protocol>::basic_listener(std::string_view path,
                                          const listen_options& options) requires detail::is_local_stream<Protocol>
-    : keep_io_(detail::keep_io_alive(detail::io_for_new_object("coop::net::unix_listener").get_executor())),
-      acceptor_(detail::io_for_new_object("coop::net::unix_listener")), no_delay_(false) {
+    : acceptor_(detail::io_for_new_object("coop::net::unix_listener")), no_delay_(false) {
+  keep_io_ = detail::keep_io_alive(acceptor_.get_executor());
   boost::system::error_code ec;
   endpoint_type endpoint = detail::local_endpoint_for(path, ec);
   if (ec) throw boost::system::system_error(ec, "coop::net::unix_listener: path '" + std::string(path) + "'");

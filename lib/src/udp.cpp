@@ -2,8 +2,7 @@
 
 namespace coop::net {
 
-udp_socket::udp_socket(const udp::endpoint& local)
-    : socket_(detail::io_for_new_object("coop::net::udp_socket")) {
+udp_socket::udp_socket(const udp::endpoint& local) : socket_(detail::io_for_new_object("coop::net::udp_socket")) {
   keep_io_ = detail::keep_io_alive(socket_.get_executor());
   socket_.open(local.protocol());
   socket_.bind(local);

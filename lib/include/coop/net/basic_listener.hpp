@@ -85,8 +85,8 @@ public:
   /// created); a fiber blocked in accept fails with `operation_aborted`.
   /// Throws `usage_error` when called from another thread than the owner's.
   void close() {
-    detail::require_owner(acceptor_.get_executor(),
-                          detail::is_tcp<Protocol> ? "coop::net::tcp_listener::close" : "coop::net::unix_listener::close");
+    detail::require_owner(acceptor_.get_executor(), detail::is_tcp<Protocol> ? "coop::net::tcp_listener::close"
+                                                                             : "coop::net::unix_listener::close");
     boost::system::error_code ignored;
     acceptor_.close(ignored);
     file_.remove();
@@ -97,7 +97,7 @@ public:
 private:
   void listen(const endpoint_type& endpoint, const listen_options& options);
 
-  detail::socket_file file_; ///< Unix: the socket file bound here (removed after the socket closes)
+  detail::socket_file file_;      ///< Unix: the socket file bound here (removed after the socket closes)
   std::shared_ptr<void> keep_io_; ///< destroyed after acceptor_ (detail::keep_io_alive)
   acceptor_type acceptor_;
   bool no_delay_;

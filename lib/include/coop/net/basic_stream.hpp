@@ -173,8 +173,8 @@ public:
 
   /// Half-closes: the peer reads end of stream; this side may still read.
   void shutdown_send(boost::system::error_code& ec) {
-    detail::require_owner(socket_.get_executor(), call_name("coop::net::tcp_stream::shutdown_send",
-                                                            "coop::net::unix_stream::shutdown_send"));
+    detail::require_owner(socket_.get_executor(),
+                          call_name("coop::net::tcp_stream::shutdown_send", "coop::net::unix_stream::shutdown_send"));
     socket_.shutdown(socket_type::shutdown_send, ec);
   }
   void shutdown_send() {
