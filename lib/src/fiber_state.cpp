@@ -4,6 +4,7 @@
 #include <boost/fiber/operations.hpp>
 
 #include <atomic>
+#include <cassert>
 #include <string>
 
 namespace coop::detail {
@@ -21,11 +22,16 @@ fiber_state::~fiber_state() {
 }
 
 fiber_state* current_fiber_state() noexcept {
-  if (!current_worker()) return nullptr;
-  auto* ctx = boost::fibers::context::active();
+  worker* w = current_worker();
+  if (!w) return nullptr;
   // Inside a runtime every context passes through our scheduler, whose
   // properties are fiber_state; the main context may not have them yet.
-  return static_cast<fiber_state*>(ctx->get_properties());
+  if (w->current_known) [[likely]] {
+    assert(w->current_context == boost::fibers::context::active());
+    assert(w->current_state == static_cast<fiber_state*>(w->current_context->get_properties()));
+    return w->current_state;
+  }
+  return static_cast<fiber_state*>(boost::fibers::context::active()->get_properties());
 }
 
 fiber_state& require_fiber(const char* what) {

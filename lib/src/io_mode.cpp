@@ -5,6 +5,7 @@
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/query.hpp>
+#include <boost/fiber/operations.hpp>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -125,11 +126,15 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
   outside(what);
 }
 
-bool begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec) {
+void yield_now() {
+  boost::this_fiber::yield();
+}
+
+fiber_state* begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec) {
   io_mode mode = mode_for(ex, what);
   wait_context& wc = mode.fiber ? *mode.fiber : current_wait_context();
   wc.checkpoint(ec);
-  return mode.fiber != nullptr;
+  return mode.fiber;
 }
 
 void require_own_io(const fiber_state& fs, const boost::asio::execution_context& ctx, const char* what) {

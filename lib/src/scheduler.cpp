@@ -18,13 +18,23 @@ void scheduler::awakened(context* ctx, fiber_state& props) noexcept {
   // The main and dispatcher contexts outlive a coop::run; point them at the
   // worker that schedules them now.
   props.owner = &worker_;
+  // The running context made ready: a yield (pick_next follows at once), or
+  // a fiber launched with launch::dispatch, which Boost.Fiber resumes
+  // without asking pick_next. Until the next pick_next, the running context
+  // is found the slow way (worker::current_known).
+  if (ctx == worker_.current_context) worker_.current_known = false;
   ctx->ready_link(ready_);
+}
+
+bool scheduler::in_dispatcher() const noexcept {
+  const context* running = worker_.current_known ? worker_.current_context : context::active();
+  return running->is_context(boost::fibers::type::dispatcher_context);
 }
 
 context* scheduler::pick_next() noexcept {
   // Only the dispatcher may run handlers here: it is not in the ready queue,
   // so a handler can ready any other fiber safely.
-  if (!ready_.empty() && context::active()->is_context(boost::fibers::type::dispatcher_context)) {
+  if (!ready_.empty() && in_dispatcher()) {
     auto now = clock::now();
     if (now - last_reactor_visit_ >= poll_interval) {
       last_reactor_visit_ = now;
@@ -35,6 +45,8 @@ context* scheduler::pick_next() noexcept {
   // happened, and to which fiber.
   worker_.switches.store(worker_.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (ready_.empty()) {
+    // Only the dispatcher gets here (while a fiber runs, the dispatcher is in
+    // the ready queue): it goes on running, the current context stays.
     worker_.running.store(0, std::memory_order_relaxed);
     return nullptr;
   }
@@ -42,6 +54,12 @@ context* scheduler::pick_next() noexcept {
   ready_.pop_front();
   auto* props = static_cast<fiber_state*>(ctx->get_properties());
   worker_.running.store(props ? props->id : 0, std::memory_order_relaxed);
+  if (props) props->direct_io_streak = 0;
+  worker_.current_context = ctx;
+  worker_.current_state = props;
+  // Not while wait_and_detach hands the queue to another algorithm: that
+  // pops every context without resuming it.
+  worker_.current_known = !worker_.detaching;
   return ctx;
 }
 

@@ -14,13 +14,16 @@ basic_stream<Protocol>::basic_stream(socket_type socket) noexcept
   }
 }
 
-template <class Protocol> bool basic_stream<Protocol>::begin(const char* what, boost::system::error_code& ec) {
+template <class Protocol>
+detail::fiber_state* basic_stream<Protocol>::begin(const char* what, boost::system::error_code& ec) {
   return detail::begin_call(socket_.get_executor(), what, ec);
 }
 
 template <class Protocol>
 std::size_t basic_stream<Protocol>::read_until(std::string& buffer, std::string_view delim, std::size_t max_size,
                                                boost::system::error_code& ec) {
+  // One wait per call, even for a line already buffered: a reader that
+  // hands each line to other fibers (a chat room) lets them run in between.
   auto dyn = boost::asio::dynamic_buffer(buffer, max_size);
   const detail::wait_info info{"read", this, socket_.native_handle()};
   if (begin(call_name("coop::net::tcp_stream::read_until", "coop::net::unix_stream::read_until"), ec))

@@ -33,6 +33,9 @@ void worker::attach() {
   if (this_thread_worker) throw usage_error("coop: this thread already runs a coop runtime (nested coop::run?)");
   boost::fibers::use_scheduling_algorithm<scheduler>(*this);
   this_thread_worker = this;
+  current_context = boost::fibers::context::active();
+  current_state = static_cast<fiber_state*>(current_context->get_properties());
+  current_known = true;
   thread = ::pthread_self();
   install_overflow_handler();
   watch_worker(*this);
@@ -79,6 +82,8 @@ void worker::wait_and_detach(bool until_stopped) {
   // their stacks go back to the pool while this worker still exists.
   boost::this_fiber::yield();
   unwatch_worker(*this);
+  detaching = true;
+  current_known = false;
   boost::fibers::use_scheduling_algorithm<boost::fibers::algo::round_robin>();
   this_thread_worker = nullptr;
   remove_overflow_stack();

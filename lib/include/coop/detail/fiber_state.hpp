@@ -2,6 +2,7 @@
 #pragma once
 
 #include <coop/detail/fiber_locals.hpp>
+#include <coop/detail/op_memory.hpp>
 #include <coop/detail/wait_context.hpp>
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -22,9 +23,14 @@ class task_base;
 /// runtime thread. Touched only on the fiber's own thread, except what the
 /// diagnostics read from other threads under the worker's registry lock
 /// (`id`, `name`, `task`, the wait snapshot).
+/// How many reads in a row a fiber may complete without waiting before it
+/// yields, letting the other fibers of its thread and the reactor run (a
+/// peer that always has data ready cannot monopolise the thread).
+inline constexpr std::uint32_t direct_io_budget = 16;
+
 class fiber_state final : public boost::fibers::fiber_properties, public wait_context {
 public:
-  explicit fiber_state(boost::fibers::context* ctx) noexcept : fiber_properties(ctx) {}
+  explicit fiber_state(boost::fibers::context* ctx) noexcept : fiber_properties(ctx), wait_context(ctx) {}
   ~fiber_state() override;
 
   worker* owner = nullptr;   ///< the runtime thread the fiber lives on
@@ -32,6 +38,11 @@ public:
   /// Reused for every Asio operation of this fiber (one at a time), so that
   /// per-operation cancellation costs no allocation per call.
   boost::asio::cancellation_signal signal;
+  /// The memory of its Asio operations, reused from one to the next.
+  op_memory ops;
+  /// I/O calls that completed without waiting since the scheduler last
+  /// resumed the fiber (reset by `scheduler::pick_next`); see `direct_io_budget`.
+  std::uint32_t direct_io_streak = 0;
   /// `coop::this_fiber::set_name`; empty (and unallocated) until named.
   /// Changed only under the worker's registry lock once registered.
   std::string name;

@@ -26,10 +26,20 @@ struct io_mode {
 io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what);
 
 /// The start of a socket call: decides the mode as `mode_for` does, then
-/// makes the entry check of the caller's wait context. True for fiber mode,
-/// false for blocking mode; `ec` is set when an interruption is due (the call
-/// must then fail at once).
-bool begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec);
+/// makes the entry check of the caller's wait context. The calling fiber's
+/// state in fiber mode, null in blocking mode; `ec` is set when an
+/// interruption is due (the call must then fail at once).
+fiber_state* begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec);
+
+/// Lets the other fibers of the thread run (`boost::this_fiber::yield`).
+void yield_now();
+
+/// An I/O call of `fs` completed without waiting: after `direct_io_budget`
+/// such calls in a row the fiber yields (the scheduler resets the count
+/// whenever it resumes the fiber).
+inline void count_direct_io(fiber_state& fs) {
+  if (++fs.direct_io_streak >= direct_io_budget) yield_now();
+}
 
 /// The io_context new I/O objects of the calling thread belong to.
 boost::asio::io_context& io_for_new_object(const char* what);

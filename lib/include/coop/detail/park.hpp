@@ -52,7 +52,7 @@ template <class Site>
 park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_info& info, steady_time own_deadline,
                  boost::system::error_code& ec) noexcept {
   ec.clear();
-  boost::fibers::context* self = boost::fibers::context::active();
+  boost::fibers::context* self = wc.self_context ? wc.self_context : boost::fibers::context::active();
   bool withdrawing = false;
   park_result reason = park_result::interrupted;
   for (;;) {

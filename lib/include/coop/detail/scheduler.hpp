@@ -40,6 +40,8 @@ public:
   boost::fibers::fiber_properties* new_properties(boost::fibers::context* ctx) override;
 
 private:
+  /// Whether the calling context is Boost.Fiber's dispatcher.
+  bool in_dispatcher() const noexcept;
   void run_handlers(bool block, std::chrono::steady_clock::time_point tp) noexcept;
 
   worker& worker_;

@@ -77,6 +77,11 @@ struct wait_interrupter {
 /// Touched only by its own thread (cross-thread cancels are posted there).
 class wait_context {
 public:
+  wait_context() noexcept = default;
+  explicit wait_context(boost::fibers::context* self) noexcept : self_context(self) {}
+  /// The Boost.Fiber context this record belongs to (a fiber's); null for a
+  /// plain thread's, whose context `park` asks Boost.Fiber for.
+  boost::fibers::context* const self_context = nullptr;
   bool cancel_requested = false; ///< `task::cancel()` reached this fiber
   int shield_depth = 0;          ///< live `coop::shield` scopes
   timeout_node* timeouts = nullptr;

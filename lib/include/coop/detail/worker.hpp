@@ -43,7 +43,15 @@ struct worker {
 
   /// Shared with the coop I/O objects made here (`keep_io_alive`), so one
   /// that outlives the runtime still closes against a live reactor.
-  std::shared_ptr<boost::asio::io_context> io_holder = std::make_shared<boost::asio::io_context>(1);
+  ///
+  /// Asio's per-descriptor locks are off (BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO):
+  /// every operation on a socket of this io_context runs on this thread (coop
+  /// checks it: `mode_for`, `require_owner`), so they guarded nothing and
+  /// cost two lock/unlock pairs per operation. The scheduler and descriptor
+  /// registration keep their locks: other threads post wake-ups here and
+  /// offloaded work completes here.
+  std::shared_ptr<boost::asio::io_context> io_holder =
+      std::make_shared<boost::asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   boost::asio::io_context& io = *io_holder;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_alive{io.get_executor()};
   std::shared_ptr<stack_pool> stacks;
@@ -81,6 +89,20 @@ struct worker {
   void wait_and_detach(bool until_stopped);
   /// Thread-safe: lets `wait_and_detach(true)` return once fibers are done.
   void request_stop();
+
+  // --- the running context, as the scheduler last switched ---
+  /// Every switch on a runtime thread goes through `scheduler::pick_next`,
+  /// which records the context it resumes here, so `current_fiber_state()`
+  /// needs no call into Boost.Fiber (a shared library: a PLT call and a
+  /// general-dynamic TLS lookup each time, several times per I/O call).
+  /// `current_known` is false while a switch happened that bypassed
+  /// `pick_next` (a raw `boost::fibers::fiber` launched with
+  /// `launch::dispatch`): `current_fiber_state()` then asks Boost.Fiber until
+  /// the next `pick_next`.
+  boost::fibers::context* current_context = nullptr;
+  fiber_state* current_state = nullptr;
+  bool current_known = false;
+  bool detaching = false; ///< set by wait_and_detach: stop tracking
 
   void fiber_started() noexcept { ++live_fibers; }
   void fiber_finished() noexcept;

@@ -20,6 +20,11 @@ namespace coop::detail {
 
 inline const wait_info asio_operation_wait{"asio operation"};
 
+/// What a fiber's cancellation slot holds between operations.
+struct ignore_cancellation {
+  void operator()(boost::asio::cancellation_type) const noexcept {}
+};
+
 /// What a suspended fiber waits for: the result of one Asio operation. Lives
 /// on the fiber's stack for the duration of the call; it is also the `park`
 /// site of that wait. Interrupting it cancels the operation (Asio
@@ -98,7 +103,10 @@ public:
 private:
   void finish() noexcept {
     done_ = true;
-    fs_.signal.slot().clear();
+    // The operation's cancellation handler must not outlive it (it may point
+    // into a destroyed I/O object). Replacing it with one that does nothing,
+    // rather than clearing the slot, keeps its memory for the next operation.
+    fs_.signal.slot().template emplace<ignore_cancellation>();
     if (armed_) waker_.wake();
   }
 
@@ -116,9 +124,10 @@ private:
 template <class... Ts> class yield_handler {
 public:
   using cancellation_slot_type = boost::asio::cancellation_slot;
+  using allocator_type = op_allocator<void>;
 
-  explicit yield_handler(op_state<Ts...>* st) noexcept : st_(st) {}
-  yield_handler(yield_handler&& other) noexcept : st_(std::exchange(other.st_, nullptr)) {}
+  explicit yield_handler(op_state<Ts...>* st) noexcept : st_(st), mem_(&st->fs().ops) {}
+  yield_handler(yield_handler&& other) noexcept : st_(std::exchange(other.st_, nullptr)), mem_(other.mem_) {}
   yield_handler& operator=(yield_handler&&) = delete;
   ~yield_handler() {
     if (st_) st_->abandon();
@@ -128,12 +137,17 @@ public:
     return st_ ? st_->fs().signal.slot() : cancellation_slot_type();
   }
 
+  /// The fiber's reusable operation memory (kept by a moved-from handler
+  /// too: Asio may free through either).
+  allocator_type get_allocator() const noexcept { return allocator_type(mem_); }
+
   void operator()(boost::system::error_code ec, Ts... vs) {
     std::exchange(st_, nullptr)->complete(ec, std::move(vs)...);
   }
 
 private:
   op_state<Ts...>* st_;
+  op_memory* mem_;
 };
 
 template <class... Ts> struct yield_return { using type = std::tuple<Ts...>; };

@@ -15,6 +15,7 @@
 #include <boost/asio/write.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -73,9 +74,16 @@ public:
 
   /// Reads at least one byte (unless `buffers` is empty); returns the count.
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
-    const detail::wait_info info{"read", this, socket_.native_handle()};
-    if (begin(call_name("coop::net::tcp_stream::read_some", "coop::net::unix_stream::read_some"), ec))
-      return ec ? 0 : socket_.async_read_some(buffers, detail::yield_for(info, ec));
+    if (detail::fiber_state* fs =
+            begin(call_name("coop::net::tcp_stream::read_some", "coop::net::unix_stream::read_some"), ec)) {
+      if (ec) return 0;
+      if (read_first()) {
+        std::size_t n = socket_.read_some(buffers, ec); // non-blocking
+        if (read_first_done(*fs, ec)) return n;
+      }
+      const detail::wait_info info{"read", this, socket_.native_handle()};
+      return socket_.async_read_some(buffers, detail::yield_for(info, ec));
+    }
     if (ec) return 0;
     // Blocking mode: with a timeout, wait in poll() first; the read then
     // returns at once (one reader at a time).
@@ -90,10 +98,10 @@ public:
   }
 
   /// Fills `buffers` completely; fails with `eof` if the peer closes first.
+  /// (In both modes, Asio's algorithm over `read_some`: in a fiber, each
+  /// step tries the kernel before it waits, as `read_some` does.)
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
-    const detail::wait_info info{"read", this, socket_.native_handle()};
-    if (begin(call_name("coop::net::tcp_stream::read_exact", "coop::net::unix_stream::read_exact"), ec))
-      return ec ? 0 : boost::asio::async_read(socket_, buffers, detail::yield_for(info, ec));
+    begin(call_name("coop::net::tcp_stream::read_exact", "coop::net::unix_stream::read_exact"), ec);
     return ec ? 0 : boost::asio::read(*this, buffers, ec);
   }
   template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers) {
@@ -223,9 +231,35 @@ private:
     return detail::is_tcp<Protocol> ? for_tcp : for_unix;
   }
 
-  /// Returns true for fiber mode, false for blocking mode; sets `ec` when an
-  /// interruption is due (the call must then fail at once).
-  bool begin(const char* what, boost::system::error_code& ec);
+  /// Returns the calling fiber's state in fiber mode, null in blocking mode;
+  /// sets `ec` when an interruption is due (the call must then fail at once).
+  detail::fiber_state* begin(const char* what, boost::system::error_code& ec);
+
+  /// Whether a fiber's read tries the kernel before waiting. Waiting through
+  /// Asio costs a round trip through the scheduler even when data is there
+  /// already; trying first costs a failed system call when it is not. So a
+  /// read tries first while that keeps finding data; once it finds none, it
+  /// waits directly for the next 1, 2, 4 ... 16 reads before trying again.
+  /// A fiber that has read this way `detail::direct_io_budget` times since
+  /// it last waited yields, so a peer that never pauses cannot keep the
+  /// other fibers of the thread from running.
+  bool read_first() noexcept {
+    if (read_skip_ == 0) return true;
+    --read_skip_;
+    return false;
+  }
+  /// After a read that tried first: true when it is over (data, end of
+  /// stream or an error), false when it must wait.
+  bool read_first_done(detail::fiber_state& fs, const boost::system::error_code& ec) noexcept {
+    if (ec != boost::asio::error::would_block) {
+      read_backoff_ = 0;
+      detail::count_direct_io(fs);
+      return true;
+    }
+    read_backoff_ = read_backoff_ == 0 ? 1 : (read_backoff_ >= 8 ? 16 : read_backoff_ * 2);
+    read_skip_ = read_backoff_;
+    return false;
+  }
 
   template <class ConstBuffers>
   static std::vector<boost::asio::const_buffer> rest_after(const ConstBuffers& buffers, std::size_t skip) {
@@ -245,6 +279,8 @@ private:
 
   std::shared_ptr<void> keep_io_; ///< destroyed after socket_ (detail::keep_io_alive)
   socket_type socket_;
+  std::uint8_t read_skip_ = 0;    ///< reads left that wait without trying first
+  std::uint8_t read_backoff_ = 0; ///< the last such run's length
 };
 
 // Compiled once, in the library (lib/src/tcp_stream.cpp).

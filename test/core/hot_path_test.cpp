@@ -1,0 +1,124 @@
+// The per-request path of a fiber's socket calls: what it must not do.
+//
+// This executable replaces malloc and its aligned variants to count
+// allocations, so its cases stay in a binary of their own.
+#define BOOST_TEST_MODULE coop hot path
+#include "support.hpp"
+
+#include <boost/fiber/fiber.hpp>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+
+namespace {
+thread_local bool counting = false;
+thread_local long allocations = 0;
+} // namespace
+
+// Every allocation passes through one of these (operator new through
+// malloc; Asio's aligned operation memory through aligned_alloc or
+// memalign): the executable's definitions take the place of the C library's
+// and forward to its implementations.
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+
+void* malloc(std::size_t n) {
+  if (counting) ++allocations;
+  return __libc_malloc(n);
+}
+void* memalign(std::size_t align, std::size_t n) {
+  if (counting) ++allocations;
+  return __libc_memalign(align, n);
+}
+void* aligned_alloc(std::size_t align, std::size_t n) {
+  return memalign(align, n);
+}
+int posix_memalign(void** out, std::size_t align, std::size_t n) {
+  void* p = memalign(align, n);
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+}
+
+using namespace test_support;
+
+/// Allocations made by `fn` on this thread.
+template <class F> long allocations_in(F&& fn) {
+  counting = true;
+  allocations = 0;
+  fn();
+  counting = false;
+  return allocations;
+}
+
+COOP_TEST_CASE(a_read_that_waits_allocates_nothing_once_the_fiber_has_waited_before) {
+  // Ping-pong: every read finds no data and waits through the reactor.
+  auto [a, b] = connected_pair();
+  auto peer = coop::spawn([&b] {
+    std::array<char, 16> buf;
+    for (;;) {
+      boost::system::error_code ec;
+      std::size_t n = b.read_some(boost::asio::buffer(buf), ec);
+      if (ec) return;
+      b.write_all(boost::asio::buffer(buf.data(), n));
+    }
+  });
+  std::array<char, 16> buf{};
+  auto round_trip = [&] {
+    a.write_all(boost::asio::buffer("ping", 4));
+    a.read_exact(boost::asio::buffer(buf.data(), 4));
+  };
+  for (int i = 0; i < 10; ++i)
+    round_trip(); // warm-up: each fiber's operation memory
+  long n = allocations_in([&] {
+    for (int i = 0; i < 1000; ++i)
+      round_trip();
+  });
+  BOOST_TEST(n == 0, "1000 round trips allocated " << n << " times on the runtime thread");
+  a.close();
+  peer.join();
+}
+
+COOP_TEST_CASE(a_peer_that_always_has_data_cannot_starve_the_other_fibers) {
+  // Every read finds data already there and completes without waiting; the
+  // reader must still let the other fibers of its thread run now and then.
+  auto [a, b] = connected_pair();
+  constexpr int bytes = 20'000;
+  std::string data(bytes, 'x');
+  b.write_all(boost::asio::buffer(data)); // fits the socket buffers of loopback
+  bool reading = true;
+  long ticks = 0;
+  auto ticker = coop::spawn([&] {
+    while (reading) {
+      ++ticks;
+      coop::this_fiber::yield();
+    }
+  });
+  coop::this_fiber::yield(); // the ticker is running
+  long ticks_before = ticks;
+  char c;
+  for (int i = 0; i < bytes; ++i)
+    a.read_some(boost::asio::buffer(&c, 1));
+  long ticks_during = ticks - ticks_before;
+  reading = false;
+  ticker.join();
+  // One turn at least every detail::direct_io_budget (16) reads.
+  BOOST_TEST(ticks_during >= bytes / 64,
+             "the other fiber ran " << ticks_during << " times during " << bytes << " reads that found data");
+}
+
+COOP_TEST_CASE(a_fiber_resumed_directly_by_boost_fiber_is_not_taken_for_its_launcher) {
+  // A raw Boost.Fiber fiber launched with launch::dispatch runs at once,
+  // without the scheduler choosing it: coop must not mistake it for the
+  // fiber that launched it (whose state the scheduler last recorded).
+  coop::this_fiber::set_name("launcher");
+  std::string seen = "not run";
+  boost::fibers::fiber raw(boost::fibers::launch::dispatch, [&] { seen = coop::this_fiber::name(); });
+  BOOST_TEST(seen != "launcher");
+  raw.join();
+  BOOST_TEST(coop::this_fiber::name() == "launcher");
+}
