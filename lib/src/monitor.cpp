@@ -39,6 +39,7 @@
 #include <iomanip>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -346,22 +347,51 @@ bool is_invoke_machinery(const frame_text& f) {
          (f.function.find("invoke") != std::string::npos || f.function.find("apply") != std::string::npos);
 }
 
+/// A capture copied out of its buffer, to be printed after the watchdog
+/// lets go of its lock (naming frames may read debug information).
+struct raw_backtrace {
+  std::uintptr_t pc = 0; ///< the interrupted instruction
+  std::vector<std::uintptr_t> frames;
+};
+
+raw_backtrace copy_of(const stack_capture& c) {
+  raw_backtrace r{c.pc, {}};
+  for (std::size_t i = 0; i < max_raw_frames && c.frames[i]; ++i)
+    r.frames.push_back(reinterpret_cast<std::uintptr_t>(c.frames[i]));
+  return r;
+}
+
+/// Whether `f` belongs to the capture itself: coop's handler, the unwinder
+/// Boost.Stacktrace calls, the kernel's signal return.
+bool is_capture_frame(const frame_text& f) {
+  return f.function.find("on_stall_signal") != std::string::npos ||
+         f.function.find("boost::stacktrace::") != std::string::npos || f.function.starts_with("__restore_rt") ||
+         f.function.starts_with("_Unwind_");
+}
+
 /// The backtrace lines of a capture: from the frame the signal interrupted
 /// (coop's handler frames above it are cut) down to the fiber's entry.
-std::string format_backtrace(const stack_capture& c) {
-  std::size_t count = 0;
-  while (count < max_raw_frames && c.frames[count])
-    ++count;
-  std::size_t first = 0;
+std::string format_backtrace(const raw_backtrace& c) {
+  const std::size_t count = c.frames.size();
+  // The interrupted frame is the one whose address is the interrupted
+  // instruction; failing that (no such frame: an unwinder or a sanitizer
+  // that shows the handler otherwise), the one after the capture's frames.
+  std::size_t first = count;
   for (std::size_t i = 0; i < count; ++i)
-    if (reinterpret_cast<std::uintptr_t>(c.frames[i]) == c.pc) {
+    if (c.frames[i] == c.pc) {
       first = i;
       break;
     }
+  if (first == count) {
+    first = 0;
+    for (std::size_t i = 0; i < count && i < 8; ++i)
+      for (const frame_text& f : describe(c.frames[i], false))
+        if (is_capture_frame(f)) first = i + 1;
+  }
   std::vector<frame_text> frames;
   bool at_entry = false;
   for (std::size_t i = first; i < count && !at_entry && frames.size() < max_printed_frames; ++i) {
-    auto pc = reinterpret_cast<std::uintptr_t>(c.frames[i]);
+    std::uintptr_t pc = c.frames[i];
     for (frame_text& f : describe(pc, i == first && pc == c.pc)) {
       if (!frames.empty() && is_entry(f)) {
         at_entry = true;
@@ -420,11 +450,19 @@ public:
   }
 
   void remove(worker& w) noexcept {
-    std::lock_guard lk(mutex_);
+    std::unique_lock lk(mutex_);
     workers_.erase(std::remove(workers_.begin(), workers_.end(), &w), workers_.end());
     this_thread_capture = nullptr; // remove runs on w's thread: no handler is running
     captures_.erase(&w);
     if (w.options.dump_on_sigquit && --sigquit_users_ == 0) ::sigaction(SIGQUIT, &previous_quit_, nullptr);
+    // A runtime that ends just after a stall report lets the backtrace out
+    // first, since the process may end next (a plain flag and short sleeps,
+    // nothing a fork could leave locked; bounded all the same).
+    for (int i = 0; printing_ && i < 5000; ++i) {
+      lk.unlock();
+      std::this_thread::sleep_for(milliseconds(1));
+      lk.lock();
+    }
   }
 
   std::string dump() {
@@ -480,6 +518,8 @@ private:
   /// the forking one. Its pipe must not wake the parent's watchdog.
   void after_fork_in_child() {
     thread_ = nullptr; // that thread does not exist here; its object is left alone
+    printing_ = false;
+    backtraces_.clear();
     for (int fd : pipe_)
       if (fd >= 0) ::close(fd);
     open_pipe();
@@ -528,9 +568,19 @@ private:
           dump_requested |= std::find(buf, buf + n, 'q') != buf + n;
       }
       if (dump_requested) to_stderr(dump());
+      std::vector<raw_backtrace> backtraces;
+      {
+        std::lock_guard lk(mutex_);
+        if (stopping_) return;
+        look(clock::now());
+        backtraces.swap(backtraces_);
+        printing_ = !backtraces.empty();
+      }
+      if (backtraces.empty()) continue;
+      for (const raw_backtrace& b : backtraces)
+        to_stderr(format_backtrace(b));
       std::lock_guard lk(mutex_);
-      if (stopping_) return;
-      look(clock::now());
+      printing_ = false;
     }
   }
 
@@ -581,13 +631,14 @@ private:
       line += "runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) + " has spent " +
               std::to_string(ms) + " ms in its scheduler without running a fiber (Asio handlers, fiber clean-up)";
     line += " (coop::run_options::stall_threshold " + std::to_string(w.options.stall_threshold.count()) + " ms)\n";
-    to_stderr(line + backtrace_of(w));
+    to_stderr(line); // now: naming the frames may take a while
+    if (auto trace = backtrace_of(w)) backtraces_.push_back(std::move(*trace));
   }
 
   /// The stalled thread's stack, captured there by the stall signal and
-  /// printed from here; empty when the thread has switched meanwhile, the
+  /// named later; empty when the thread has switched meanwhile, the
   /// signal is not ours, or no capture came within `capture_wait`.
-  std::string backtrace_of(worker& w) {
+  std::optional<raw_backtrace> backtrace_of(worker& w) {
     auto it = captures_.find(&w);
     if (it == captures_.end() || !stall_signal_ready()) return {};
     stack_capture& c = *it->second;
@@ -601,7 +652,7 @@ private:
     }
     // Ordered after the capture: unchanged, the stack is the stalled one's.
     if (w.switches.load(std::memory_order_relaxed) != w.watch.switches) return {};
-    return format_backtrace(c);
+    return copy_of(c);
   }
 
   /// Once every worker of `w`'s group has been quiet (no switch) and idle for
@@ -643,6 +694,10 @@ private:
   unsigned last_group_ = 0;
   int sigquit_users_ = 0;
   std::map<const worker*, std::unique_ptr<stack_capture>> captures_;
+  /// Backtraces of the stalls look() reported, printed (after their report
+  /// lines) once mutex_ is released; printing_ is set meanwhile.
+  std::vector<raw_backtrace> backtraces_;
+  bool printing_ = false;
   struct sigaction previous_quit_ {};
 };
 
