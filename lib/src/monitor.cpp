@@ -36,6 +36,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <map>
 #include <memory>
@@ -246,7 +247,7 @@ void on_stall_signal(int, siginfo_t*, void* uctx) {
 bool stall_signal_ready() noexcept {
   static const bool wanted = [] {
     const char* text = std::getenv("COOP_STALL_BACKTRACE");
-    return !(text && std::string(text) == "0");
+    return !(text && std::strcmp(text, "0") == 0);
   }();
   if (!wanted) return false;
   struct sigaction current {};
