@@ -389,15 +389,21 @@ std::string format_backtrace(const raw_backtrace& c) {
       for (const frame_text& f : describe(c.frames[i], false))
         if (is_capture_frame(f)) first = i + 1;
   }
+  // The entry is the first Boost.Fiber/coop task frame below code of the
+  // program's: a fiber stalled inside Boost.Fiber (a contended spinlock)
+  // still shows who called it.
   std::vector<frame_text> frames;
+  bool seen_code = false;
   bool at_entry = false;
   for (std::size_t i = first; i < count && !at_entry && frames.size() < max_printed_frames; ++i) {
     std::uintptr_t pc = c.frames[i];
     for (frame_text& f : describe(pc, i == first && pc == c.pc)) {
-      if (!frames.empty() && is_entry(f)) {
+      bool entry = is_entry(f);
+      if (seen_code && entry) {
         at_entry = true;
         break;
       }
+      seen_code |= !entry;
       if (frames.size() == max_printed_frames) break;
       frames.push_back(std::move(f));
     }
