@@ -362,12 +362,9 @@ raw_backtrace copy_of(const stack_capture& c) {
   return r;
 }
 
-/// Whether `f` belongs to the capture itself: coop's handler, the unwinder
-/// Boost.Stacktrace calls, the kernel's signal return.
-bool is_capture_frame(const frame_text& f) {
-  return f.function.find("on_stall_signal") != std::string::npos ||
-         f.function.find("boost::stacktrace::") != std::string::npos || f.function.starts_with("__restore_rt") ||
-         f.function.starts_with("_Unwind_");
+/// Whether `f` is coop's signal handler.
+bool is_handler_frame(const frame_text& f) {
+  return f.function.find("on_stall_signal") != std::string::npos;
 }
 
 /// The backtrace lines of a capture: from the frame the signal interrupted
@@ -376,7 +373,8 @@ std::string format_backtrace(const raw_backtrace& c) {
   const std::size_t count = c.frames.size();
   // The interrupted frame is the one whose address is the interrupted
   // instruction; failing that (no such frame: an unwinder or a sanitizer
-  // that shows the handler otherwise), the one after the capture's frames.
+  // that shows the handler otherwise), the one after the handler's caller,
+  // the signal return trampoline.
   std::size_t first = count;
   for (std::size_t i = 0; i < count; ++i)
     if (c.frames[i] == c.pc) {
@@ -387,7 +385,7 @@ std::string format_backtrace(const raw_backtrace& c) {
     first = 0;
     for (std::size_t i = 0; i < count && i < 8; ++i)
       for (const frame_text& f : describe(c.frames[i], false))
-        if (is_capture_frame(f)) first = i + 1;
+        if (is_handler_frame(f)) first = std::min(count, i + 2);
   }
   // The entry is the first Boost.Fiber/coop task frame below code of the
   // program's: a fiber stalled inside Boost.Fiber (a contended spinlock)
