@@ -6,23 +6,41 @@
 // The runtime threads pay for this with two relaxed stores per fiber switch
 // (scheduler::pick_next), one per idle period, and five per wait (the wait
 // snapshot); the watchdog reads them without stopping anybody.
+//
+// Only when a stall report is due does the watchdog interrupt the stalled
+// thread: a signal (stall_signal()) whose handler copies the raw return
+// addresses of the running stack into a buffer prepared for that thread. The
+// watchdog turns them into names and source lines itself, off the stalled
+// thread.
 #include <coop/detail/monitor.hpp>
 #include <coop/detail/task_state.hpp>
 #include <coop/diagnostics.hpp>
 
+#include <boost/stacktrace/safe_dump_to.hpp>
+
+#include <cxxabi.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
+
+#ifdef COOP_HAVE_LIBBACKTRACE
+#include <backtrace.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iomanip>
 #include <map>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -167,6 +185,245 @@ milliseconds env_ms(const char* name, milliseconds fallback) {
   return milliseconds(v);
 }
 
+// --- Backtraces of stalled threads -------------------------------------------
+
+/// Raw frames kept per capture (coop's signal frames, the stalled code, and
+/// what lies below it down to the fiber's entry), and frames printed at most.
+constexpr std::size_t max_raw_frames = 64;
+constexpr std::size_t max_printed_frames = 32;
+/// How long the watchdog waits for the stalled thread to take the signal.
+constexpr milliseconds capture_wait{50};
+
+/// The signal that asks a runtime thread for its stack: SIGRTMIN + 6, a
+/// real-time one, so it is queued and not shared with any default meaning.
+int stall_signal() noexcept {
+  return SIGRTMIN + 6;
+}
+
+/// One runtime thread's capture buffer: allocated by the watchdog when the
+/// thread starts being watched, written only by the signal handler on that
+/// thread, read by the watchdog once `done` equals the `requested` number.
+struct stack_capture {
+  std::atomic<std::uint32_t> requested{0};
+  std::atomic<std::uint32_t> done{0};
+  std::uintptr_t pc = 0; ///< where the signal found the thread
+  void* frames[max_raw_frames + 1]{};
+};
+
+/// The calling runtime thread's buffer, set while the watchdog watches it.
+thread_local stack_capture* this_thread_capture = nullptr;
+
+std::uintptr_t interrupted_pc(void* uctx) noexcept {
+#if defined(__x86_64__)
+  return static_cast<std::uintptr_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+  return static_cast<std::uintptr_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.pc);
+#else
+  (void)uctx;
+  return 0;
+#endif
+}
+
+/// Async-signal-safe: no allocation, no lock; _Unwind_Backtrace (through
+/// Boost.Stacktrace's safe_dump_to) walks the stack into the buffer.
+void on_stall_signal(int, siginfo_t*, void* uctx) {
+  int saved = errno;
+  stack_capture* c = this_thread_capture;
+  if (c) {
+    std::uint32_t n = c->requested.load(std::memory_order_acquire);
+    if (n != c->done.load(std::memory_order_relaxed)) {
+      c->pc = interrupted_pc(uctx);
+      boost::stacktrace::safe_dump_to(0, c->frames, sizeof c->frames); // ends with a null frame
+      c->done.store(n, std::memory_order_release);
+    }
+  }
+  errno = saved;
+}
+
+/// Whether the backtrace signal is ours to send: installs the handler the
+/// first time (and leaves it: a signal that arrives late must still find
+/// it); false when the program has a disposition of its own for the signal,
+/// or COOP_STALL_BACKTRACE=0.
+bool stall_signal_ready() noexcept {
+  static const bool wanted = [] {
+    const char* text = std::getenv("COOP_STALL_BACKTRACE");
+    return !(text && std::strcmp(text, "0") == 0);
+  }();
+  if (!wanted) return false;
+  struct sigaction current {};
+  if (::sigaction(stall_signal(), nullptr, &current) != 0) return false;
+  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == &on_stall_signal) return true;
+  if (current.sa_handler != SIG_DFL) return false; // the program's own: leave it alone
+  struct sigaction sa {};
+  sa.sa_sigaction = &on_stall_signal;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  return ::sigaction(stall_signal(), &sa, nullptr) == 0;
+}
+
+std::string demangled(const char* name) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), &std::free);
+  return status == 0 && d ? std::string(d.get()) : std::string(name);
+}
+
+/// One printed frame: a function (demangled; empty when unknown) and where
+/// (a source file and line, or else the file of the module).
+struct frame_text {
+  std::uintptr_t pc;
+  std::string function;
+  std::string file;
+  int line; ///< 0: `file` is the module
+};
+
+#ifdef COOP_HAVE_LIBBACKTRACE
+/// libbacktrace's state for this process, made on first use (on the
+/// watchdog thread) and kept: libbacktrace has no way to free it.
+backtrace_state* symbols() {
+  static backtrace_state* state = ::backtrace_create_state(
+      nullptr, 1, [](void*, const char*, int) {}, nullptr);
+  return state;
+}
+#endif
+
+/// Names for `pc` (a return address, or the interrupted instruction when
+/// `exact`): with debug information, one frame per inlined call, innermost
+/// first, with file and line; otherwise the symbol's name.
+std::vector<frame_text> describe(std::uintptr_t pc, bool exact) {
+  std::uintptr_t lookup = exact ? pc : pc - 1; // inside the call instruction
+  std::vector<frame_text> out;
+#ifdef COOP_HAVE_LIBBACKTRACE
+  if (backtrace_state* state = symbols()) {
+    ::backtrace_pcinfo(
+        state, lookup,
+        [](void* data, std::uintptr_t, const char* file, int line, const char* function) {
+          auto& frames = *static_cast<std::vector<frame_text>*>(data);
+          frames.push_back({0, function ? demangled(function) : std::string(), file ? file : "", line});
+          return frames.size() >= max_printed_frames ? 1 : 0;
+        },
+        [](void*, const char*, int) {}, &out);
+    if (out.empty() || out.back().function.empty()) {
+      std::string name;
+      ::backtrace_syminfo(
+          state, lookup,
+          [](void* data, std::uintptr_t, const char* symbol, std::uintptr_t, std::uintptr_t) {
+            if (symbol) *static_cast<std::string*>(data) = demangled(symbol);
+          },
+          [](void*, const char*, int) {}, &name);
+      if (out.empty()) out.push_back({0, {}, {}, 0});
+      out.back().function = name;
+    }
+  }
+#endif
+  if (out.empty()) out.push_back({0, {}, {}, 0});
+  if (out.back().function.empty()) {
+    Dl_info info{};
+    if (::dladdr(reinterpret_cast<void*>(lookup), &info)) {
+      if (info.dli_sname)
+        out.back().function = demangled(info.dli_sname);
+      else if (info.dli_fname && out.back().file.empty())
+        out.back().file = info.dli_fname;
+    }
+  }
+  for (auto& f : out)
+    f.pc = pc;
+  return out;
+}
+
+/// Whether `f` is where a coop fiber starts: coop's task code that calls
+/// the fiber's function, or Boost.Fiber and Boost.Context below it. With
+/// debug information, inlined frames are named without their namespace,
+/// hence the look at the file as well.
+bool is_entry(const frame_text& f) {
+  auto file_has = [&](const char* part) { return f.line != 0 && f.file.find(part) != std::string::npos; };
+  return f.function.starts_with("coop::detail::task_state<") || f.function.starts_with("coop::detail::launch_fiber<") ||
+         f.function.starts_with("boost::fibers::") || f.function.starts_with("boost::context::") ||
+         file_has("/coop/detail/task_state.hpp") || file_has("/coop/task.hpp") || file_has("/boost/fiber/") ||
+         file_has("/boost/context/");
+}
+
+/// std::invoke and its kin, between a fiber's entry and its function.
+bool is_invoke_machinery(const frame_text& f) {
+  return f.line != 0 && f.file.find("/c++/") != std::string::npos &&
+         (f.function.find("invoke") != std::string::npos || f.function.find("apply") != std::string::npos);
+}
+
+/// A capture copied out of its buffer, to be printed after the watchdog
+/// lets go of its lock (naming frames may read debug information).
+struct raw_backtrace {
+  std::uintptr_t pc = 0; ///< the interrupted instruction
+  std::vector<std::uintptr_t> frames;
+};
+
+raw_backtrace copy_of(const stack_capture& c) {
+  raw_backtrace r{c.pc, {}};
+  for (std::size_t i = 0; i < max_raw_frames && c.frames[i]; ++i)
+    r.frames.push_back(reinterpret_cast<std::uintptr_t>(c.frames[i]));
+  return r;
+}
+
+/// Whether `f` is coop's signal handler.
+bool is_handler_frame(const frame_text& f) {
+  return f.function.find("on_stall_signal") != std::string::npos;
+}
+
+/// The backtrace lines of a capture: from the frame the signal interrupted
+/// (coop's handler frames above it are cut) down to the fiber's entry.
+std::string format_backtrace(const raw_backtrace& c) {
+  const std::size_t count = c.frames.size();
+  // The interrupted frame is the one whose address is the interrupted
+  // instruction; failing that (no such frame: an unwinder or a sanitizer
+  // that shows the handler otherwise), the one after the handler's caller,
+  // the signal return trampoline.
+  std::size_t first = count;
+  for (std::size_t i = 0; i < count; ++i)
+    if (c.frames[i] == c.pc) {
+      first = i;
+      break;
+    }
+  if (first == count) {
+    first = 0;
+    for (std::size_t i = 0; i < count && i < 8; ++i)
+      for (const frame_text& f : describe(c.frames[i], false))
+        if (is_handler_frame(f)) first = std::min(count, i + 2);
+  }
+  // The entry is the first Boost.Fiber/coop task frame below code of the
+  // program's: a fiber stalled inside Boost.Fiber (a contended spinlock)
+  // still shows who called it.
+  std::vector<frame_text> frames;
+  bool seen_code = false;
+  bool at_entry = false;
+  for (std::size_t i = first; i < count && !at_entry && frames.size() < max_printed_frames; ++i) {
+    std::uintptr_t pc = c.frames[i];
+    for (frame_text& f : describe(pc, i == first && pc == c.pc)) {
+      bool entry = is_entry(f);
+      if (seen_code && entry) {
+        at_entry = true;
+        break;
+      }
+      seen_code |= !entry;
+      if (frames.size() == max_printed_frames) break;
+      frames.push_back(std::move(f));
+    }
+  }
+  if (at_entry)
+    while (frames.size() > 1 && is_invoke_machinery(frames.back()))
+      frames.pop_back();
+  std::ostringstream out;
+  for (std::size_t i = 0; i < frames.size(); ++i) {
+    const frame_text& f = frames[i];
+    out << "  #" << i << " ";
+    if (f.function.empty())
+      out << "0x" << std::hex << f.pc << std::dec;
+    else
+      out << f.function;
+    if (!f.file.empty()) out << (f.line != 0 ? " at " : " in ") << f.file;
+    if (f.line != 0) out << ":" << f.line;
+    out << "\n";
+  }
+  return out.str();
+}
+
 class watchdog {
 public:
   static watchdog& instance() {
@@ -183,6 +440,9 @@ public:
     auto now = clock::now();
     w.watch = {w.switches.load(std::memory_order_relaxed), now, now, false, false};
     workers_.push_back(&w);
+    auto& capture = captures_[&w];
+    capture = std::make_unique<stack_capture>();
+    this_thread_capture = capture.get(); // add runs on w's thread
     if (w.options.dump_on_sigquit && sigquit_users_++ == 0) {
       struct sigaction sa {};
       sa.sa_handler = &on_sigquit;
@@ -195,9 +455,19 @@ public:
   }
 
   void remove(worker& w) noexcept {
-    std::lock_guard lk(mutex_);
+    std::unique_lock lk(mutex_);
     workers_.erase(std::remove(workers_.begin(), workers_.end(), &w), workers_.end());
+    this_thread_capture = nullptr; // remove runs on w's thread: no handler is running
+    captures_.erase(&w);
     if (w.options.dump_on_sigquit && --sigquit_users_ == 0) ::sigaction(SIGQUIT, &previous_quit_, nullptr);
+    // A runtime that ends just after a stall report lets the backtrace out
+    // first, since the process may end next (a plain flag and short sleeps,
+    // nothing a fork could leave locked; bounded all the same).
+    for (int i = 0; printing_ && i < 5000; ++i) {
+      lk.unlock();
+      std::this_thread::sleep_for(milliseconds(1));
+      lk.lock();
+    }
   }
 
   std::string dump() {
@@ -253,6 +523,8 @@ private:
   /// the forking one. Its pipe must not wake the parent's watchdog.
   void after_fork_in_child() {
     thread_ = nullptr; // that thread does not exist here; its object is left alone
+    printing_ = false;
+    backtraces_.clear();
     for (int fd : pipe_)
       if (fd >= 0) ::close(fd);
     open_pipe();
@@ -260,6 +532,9 @@ private:
     workers_.erase(std::remove_if(workers_.begin(), workers_.end(),
                                   [self](worker* w) { return !::pthread_equal(w->thread, self); }),
                    workers_.end());
+    std::erase_if(captures_, [this](const auto& c) {
+      return std::find(workers_.begin(), workers_.end(), c.first) == workers_.end();
+    });
     mutex_.unlock();
   }
 
@@ -298,9 +573,19 @@ private:
           dump_requested |= std::find(buf, buf + n, 'q') != buf + n;
       }
       if (dump_requested) to_stderr(dump());
+      std::vector<raw_backtrace> backtraces;
+      {
+        std::lock_guard lk(mutex_);
+        if (stopping_) return;
+        look(clock::now());
+        backtraces.swap(backtraces_);
+        printing_ = !backtraces.empty();
+      }
+      if (backtraces.empty()) continue;
+      for (const raw_backtrace& b : backtraces)
+        to_stderr(format_backtrace(b));
       std::lock_guard lk(mutex_);
-      if (stopping_) return;
-      look(clock::now());
+      printing_ = false;
     }
   }
 
@@ -351,7 +636,28 @@ private:
       line += "runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) + " has spent " +
               std::to_string(ms) + " ms in its scheduler without running a fiber (Asio handlers, fiber clean-up)";
     line += " (coop::run_options::stall_threshold " + std::to_string(w.options.stall_threshold.count()) + " ms)\n";
-    to_stderr(line);
+    to_stderr(line); // now: naming the frames may take a while
+    if (auto trace = backtrace_of(w)) backtraces_.push_back(std::move(*trace));
+  }
+
+  /// The stalled thread's stack, captured there by the stall signal and
+  /// named later; empty when the thread has switched meanwhile, the
+  /// signal is not ours, or no capture came within `capture_wait`.
+  std::optional<raw_backtrace> backtrace_of(worker& w) {
+    auto it = captures_.find(&w);
+    if (it == captures_.end() || !stall_signal_ready()) return {};
+    stack_capture& c = *it->second;
+    std::uint32_t n = c.requested.load(std::memory_order_relaxed) + 1;
+    c.requested.store(n, std::memory_order_release);
+    if (::pthread_kill(w.thread, stall_signal()) != 0) return {};
+    auto give_up = clock::now() + capture_wait;
+    while (c.done.load(std::memory_order_acquire) != n) {
+      if (clock::now() >= give_up) return {};
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    // Ordered after the capture: unchanged, the stack is the stalled one's.
+    if (w.switches.load(std::memory_order_relaxed) != w.watch.switches) return {};
+    return copy_of(c);
   }
 
   /// Once every worker of `w`'s group has been quiet (no switch) and idle for
@@ -392,6 +698,11 @@ private:
   bool stopping_ = false;
   unsigned last_group_ = 0;
   int sigquit_users_ = 0;
+  std::map<const worker*, std::unique_ptr<stack_capture>> captures_;
+  /// Backtraces of the stalls look() reported, printed (after their report
+  /// lines) once mutex_ is released; printing_ is set meanwhile.
+  std::vector<raw_backtrace> backtraces_;
+  bool printing_ = false;
   struct sigaction previous_quit_ {};
 };
 

@@ -62,6 +62,28 @@ constexpr bool runtime_in_child_works = false;
 constexpr bool runtime_in_child_works = true;
 #endif
 
+/// Whether the stall signal (SIGRTMIN + 6, docs/runtime.md) has a handler.
+bool stall_signal_handled() {
+  struct sigaction now {};
+  ::sigaction(SIGRTMIN + 6, nullptr, &now);
+  return now.sa_handler != SIG_DFL;
+}
+
+/// Keeps a runtime thread busy until the watchdog has had time to report a
+/// 100 ms stall with a backtrace: at least 400 ms, and 300 ms after the
+/// stall signal's handler is there (it is installed just before the first
+/// signal is sent), 5 s at most, so a slow watchdog on a loaded machine
+/// still finds the fiber stalled.
+void stall_until_reported() {
+  auto start = std::chrono::steady_clock::now();
+  auto handled = std::chrono::steady_clock::time_point::max();
+  for (;;) {
+    auto now = std::chrono::steady_clock::now();
+    if (handled == std::chrono::steady_clock::time_point::max() && stall_signal_handled()) handled = now;
+    if (now - start >= 5s || (now - start >= 400ms && now - handled >= 300ms)) return;
+  }
+}
+
 int count_of(const std::string& text, const std::string& what) {
   int n = 0;
   for (auto pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1))
@@ -70,6 +92,19 @@ int count_of(const std::string& text, const std::string& what) {
 }
 
 } // namespace
+
+namespace diagnostics_test {
+
+/// A function of a distinctive name in a frame of its own (not inlined, not
+/// a tail call) for the stall report's backtrace to show. External linkage,
+/// so even the dladdr fallback (no libbacktrace) can name it: the test is
+/// linked with -rdynamic (test/core/CMakeLists.txt).
+[[gnu::noinline]] void hog_stalls_here() {
+  stall_until_reported();
+  asm volatile("" ::: "memory"); // keeps the frame: no tail call
+}
+
+} // namespace diagnostics_test
 
 COOP_TEST_CASE(dump_fibers_lists_every_waiting_state) {
   coop::this_fiber::set_name("main");
@@ -230,6 +265,107 @@ BOOST_AUTO_TEST_CASE(a_300ms_stall_is_reported_with_the_fiber_name) {
                                    R"((\d+) ms without yielding \(coop::run_options::stall_threshold 100 ms\))")));
   BOOST_TEST(std::stoi(m[1].str()) >= 100);
   BOOST_TEST(count_of(r.stderr_text, "coop: stall") == 1); // one report per stall
+}
+
+/// The backtrace lines that follow the stall report of fiber `name` ("" when there are none).
+std::string backtrace_after_report(const std::string& text, const std::string& name) {
+  std::smatch m;
+  if (!std::regex_search(text, m,
+                         std::regex("coop: stall: fiber \\d+ \"" + name + R"(" [^\n]*\n((  #\d+ [^\n]*\n)*))")))
+    return {};
+  return m[1].str();
+}
+
+BOOST_AUTO_TEST_CASE(a_stall_report_shows_the_stalled_fibers_backtrace) {
+  if (!runtime_in_child_works) {
+    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
+    return;
+  }
+  coop::run([] {}); // the watchdog runs in this process before the fork
+  auto r = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    ::unsetenv("COOP_STALL_BACKTRACE");
+    auto opts = quiet_options();
+    opts.stall_threshold = 100ms;
+    coop::run(
+        [] {
+          auto hog = coop::spawn([] {
+            coop::this_fiber::set_name("hog");
+            diagnostics_test::hog_stalls_here();
+          });
+          hog.join();
+        },
+        opts);
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  BOOST_TEST(count_of(r.stderr_text, "coop: stall") == 1);
+  std::string frames = backtrace_after_report(r.stderr_text, "hog");
+  // The function that stalls, by name; with libbacktrace also its file and line.
+#ifdef COOP_TEST_HAVE_LIBBACKTRACE
+  BOOST_TEST(
+      matches(frames, R"((^|\n)  #\d+ diagnostics_test::hog_stalls_here\(\) at [^\n]*diagnostics_test\.cpp:\d+\n)"),
+      frames);
+#else
+  BOOST_TEST(matches(frames, R"((^|\n)  #\d+ diagnostics_test::hog_stalls_here\(\)\n)"), frames);
+#endif
+  BOOST_TEST(matches(frames, R"(^  #0 )"), frames);                        // numbered from 0
+  BOOST_TEST(frames.find("on_stall_signal") == std::string::npos, frames); // coop's own frames are cut
+  BOOST_TEST(frames.find("boost::") == std::string::npos, frames);         // it stops at the fiber's entry
+  BOOST_TEST(count_of(frames, "\n") <= 32);
+}
+
+BOOST_AUTO_TEST_CASE(no_backtrace_when_the_program_owns_the_stall_signal_or_turns_it_off) {
+  if (!runtime_in_child_works) {
+    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
+    return;
+  }
+  coop::run([] {});
+  // A handler of the program's own for SIGRTMIN + 6: coop leaves it alone and
+  // sends nothing; the report comes without a backtrace.
+  static volatile sig_atomic_t calls = 0;
+  auto owned = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    ::unsetenv("COOP_STALL_BACKTRACE");
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { calls = calls + 1; };
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGRTMIN + 6, &sa, nullptr);
+    auto opts = quiet_options();
+    opts.stall_threshold = 100ms;
+    coop::run(
+        [] {
+          coop::this_fiber::set_name("hog");
+          spin_for(400ms);
+        },
+        opts);
+    struct sigaction now {};
+    ::sigaction(SIGRTMIN + 6, nullptr, &now);
+    if (now.sa_handler != sa.sa_handler) std::_Exit(3); // still the program's handler
+    if (calls != 0) std::_Exit(4);                      // and never called by coop
+  });
+  BOOST_TEST_MESSAGE(owned.stderr_text);
+  BOOST_TEST(exited_cleanly(owned), "status " << owned.status);
+  BOOST_TEST(count_of(owned.stderr_text, "coop: stall: fiber") == 1);
+  BOOST_TEST(owned.stderr_text.find("  #0 ") == std::string::npos, owned.stderr_text);
+
+  auto off = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    ::setenv("COOP_STALL_BACKTRACE", "0", 1);
+    auto opts = quiet_options();
+    opts.stall_threshold = 100ms;
+    coop::run(
+        [] {
+          coop::this_fiber::set_name("hog");
+          spin_for(400ms);
+        },
+        opts);
+    if (stall_signal_handled()) std::_Exit(3); // no handler was installed
+  });
+  BOOST_TEST_MESSAGE(off.stderr_text);
+  BOOST_TEST(exited_cleanly(off), "status " << off.status);
+  BOOST_TEST(count_of(off.stderr_text, "coop: stall: fiber") == 1);
+  BOOST_TEST(off.stderr_text.find("  #0 ") == std::string::npos, off.stderr_text);
 }
 
 BOOST_AUTO_TEST_CASE(no_stall_report_when_the_fiber_yields_or_reports_are_off) {
