@@ -17,10 +17,19 @@ thread_local bool counting = false;
 thread_local long allocations = 0;
 } // namespace
 
+// A sanitizer's runtime owns malloc (its own allocator behind interceptors):
+// the counting below would bypass it, so sanitized builds do without.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define COOP_COUNT_ALLOCATIONS 0
+#else
+#define COOP_COUNT_ALLOCATIONS 1
+#endif
+
 // Every allocation passes through one of these (operator new through
 // malloc; Asio's aligned operation memory through aligned_alloc or
 // memalign): the executable's definitions take the place of the C library's
 // and forward to its implementations.
+#if COOP_COUNT_ALLOCATIONS
 extern "C" {
 void* __libc_malloc(std::size_t);
 void* __libc_memalign(std::size_t, std::size_t);
@@ -43,6 +52,7 @@ int posix_memalign(void** out, std::size_t align, std::size_t n) {
   return 0;
 }
 }
+#endif
 
 using namespace test_support;
 
@@ -56,6 +66,10 @@ template <class F> long allocations_in(F&& fn) {
 }
 
 COOP_TEST_CASE(a_read_that_waits_allocates_nothing_once_the_fiber_has_waited_before) {
+  if (!COOP_COUNT_ALLOCATIONS) {
+    BOOST_TEST_MESSAGE("skipped under a sanitizer (it owns malloc)");
+    return;
+  }
   // Ping-pong: every read finds no data and waits through the reactor.
   auto [a, b] = connected_pair();
   auto peer = coop::spawn([&b] {
