@@ -62,6 +62,14 @@ constexpr bool runtime_in_child_works = false;
 constexpr bool runtime_in_child_works = true;
 #endif
 
+/// True (with a message) when a case that runs a runtime in a child must be
+/// skipped: `if (skip_runtime_in_child()) return;`.
+bool skip_runtime_in_child() {
+  if (runtime_in_child_works) return false;
+  BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
+  return true;
+}
+
 /// Whether the stall signal (SIGRTMIN + 6, docs/runtime.md) has a handler.
 bool stall_signal_handled() {
   struct sigaction now {};
@@ -238,10 +246,7 @@ COOP_TEST_CASE(fiber_count_counts_live_coop_fibers) {
 }
 
 BOOST_AUTO_TEST_CASE(a_300ms_stall_is_reported_with_the_fiber_name) {
-  if (!runtime_in_child_works) {
-    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
-    return;
-  }
+  if (skip_runtime_in_child()) return;
   coop::run([] {}); // the watchdog runs in this process before the fork
   auto r = in_child([] {
     ::unsetenv("COOP_STALL_MS");
@@ -277,10 +282,7 @@ std::string backtrace_after_report(const std::string& text, const std::string& n
 }
 
 BOOST_AUTO_TEST_CASE(a_stall_report_shows_the_stalled_fibers_backtrace) {
-  if (!runtime_in_child_works) {
-    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
-    return;
-  }
+  if (skip_runtime_in_child()) return;
   coop::run([] {}); // the watchdog runs in this process before the fork
   auto r = in_child([] {
     ::unsetenv("COOP_STALL_MS");
@@ -316,10 +318,7 @@ BOOST_AUTO_TEST_CASE(a_stall_report_shows_the_stalled_fibers_backtrace) {
 }
 
 BOOST_AUTO_TEST_CASE(no_backtrace_when_the_program_owns_the_stall_signal_or_turns_it_off) {
-  if (!runtime_in_child_works) {
-    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
-    return;
-  }
+  if (skip_runtime_in_child()) return;
   coop::run([] {});
   // A handler of the program's own for SIGRTMIN + 6: coop leaves it alone and
   // sends nothing; the report comes without a backtrace.
@@ -369,10 +368,7 @@ BOOST_AUTO_TEST_CASE(no_backtrace_when_the_program_owns_the_stall_signal_or_turn
 }
 
 BOOST_AUTO_TEST_CASE(no_stall_report_when_the_fiber_yields_or_reports_are_off) {
-  if (!runtime_in_child_works) {
-    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
-    return;
-  }
+  if (skip_runtime_in_child()) return;
   auto yielding = in_child([] {
     ::unsetenv("COOP_STALL_MS");
     auto opts = quiet_options();
@@ -400,10 +396,7 @@ BOOST_AUTO_TEST_CASE(no_stall_report_when_the_fiber_yields_or_reports_are_off) {
 }
 
 BOOST_AUTO_TEST_CASE(sigquit_dumps_every_fiber_and_the_process_goes_on) {
-  if (!runtime_in_child_works) {
-    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
-    return;
-  }
+  if (skip_runtime_in_child()) return;
   auto r = in_child([] {
     auto opts = quiet_options();
     opts.dump_on_sigquit = true;
@@ -432,10 +425,7 @@ BOOST_AUTO_TEST_CASE(sigquit_dumps_every_fiber_and_the_process_goes_on) {
 }
 
 BOOST_AUTO_TEST_CASE(a_deadlock_is_reported_once_with_the_fibers) {
-  if (!runtime_in_child_works) {
-    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
-    return;
-  }
+  if (skip_runtime_in_child()) return;
   auto r = in_child([] {
     ::unsetenv("COOP_DEADLOCK_MS");
     auto opts = quiet_options();
@@ -466,10 +456,7 @@ BOOST_AUTO_TEST_CASE(a_deadlock_is_reported_once_with_the_fibers) {
 }
 
 BOOST_AUTO_TEST_CASE(no_deadlock_report_while_a_timer_or_io_can_end_a_wait) {
-  if (!runtime_in_child_works) {
-    BOOST_TEST_MESSAGE("skipped under ThreadSanitizer");
-    return;
-  }
+  if (skip_runtime_in_child()) return;
   auto r = in_child([] {
     ::unsetenv("COOP_DEADLOCK_MS");
     auto opts = quiet_options();
