@@ -28,7 +28,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "samples"))
-from samplelib import App, TestFailure, check, check_eq, main  # noqa: E402
+from samplelib import App, TestFailure, Upstream, check, check_eq, main  # noqa: E402
 
 HEALTHY_WITHIN = 2.0  # seconds a healthy client may wait for its answer
 FD_MARGIN = 2  # descriptors above the baseline still counted as "back"
@@ -307,41 +307,6 @@ def echo_upstream_handler(conn):
             reset_close(conn)
             return
         conn.sendall(data)
-
-
-class Upstream:
-    """A TCP server in this process for the forwarder to relay to: each
-    connection runs `handler(sock)` in a thread. Counts connections open now."""
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.port = self.sock.getsockname()[1]
-        self.open = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept_loop, daemon=True).start()
-
-    def _accept_loop(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.open += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        try:
-            self.handler(conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            with self.lock:
-                self.open -= 1
 
 
 def run_threads(targets):
@@ -630,7 +595,7 @@ def forwarder_reset(binary):
     and close with a reset without reading; 50 make the upstream close with
     a reset. The forwarder closes both sides of each at once: descriptors
     back within 3 s with --idle-timeout 300, so the timeout plays no part."""
-    up = Upstream(echo_upstream_handler)
+    up = Upstream(echo_upstream_handler, backlog=512, timeout=None)
     app = forwarder(binary, up, 300)
     line_echo_healthy(app.port, "before the fault")
     w = Watch(app, "forwarder_reset")
@@ -677,7 +642,7 @@ def forwarder_half_close(binary):
     upstream; --idle-timeout 1 must close both sides of all 100 (descriptors
     back to the baseline)."""
     idle = 1
-    up = Upstream(healthy_or(lambda conn: time.sleep(60)))
+    up = Upstream(healthy_or(lambda conn: time.sleep(60)), backlog=512, timeout=None)
     app = forwarder(binary, up, idle)
     w = Watch(app, "forwarder_half_close")
     for _ in range(100):
@@ -705,7 +670,7 @@ def forwarder_never_reads(binary):
         while True:
             conn.sendall(block)
 
-    up = Upstream(healthy_or(flood))
+    up = Upstream(healthy_or(flood), backlog=512, timeout=None)
     app = forwarder(binary, up, idle)
     w = Watch(app, "forwarder_never_reads")
     socks = [tcp(app.port, rcvbuf=4096) for _ in range(5)]

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -93,6 +94,48 @@ class App:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class Upstream:
+    """A TCP server in the test process on 127.0.0.1:0 (for a proxy under test
+    to connect to): each connection is served by `handler(sock)` in its own
+    thread, with `timeout` on its socket operations (None: none). Counts the
+    connections accepted; collects what handlers raised.
+    With `listen=False` the port is bound but refuses connections until
+    `listen()`."""
+
+    def __init__(self, handler, listen=True, backlog=64, timeout=IO_TIMEOUT):
+        self.handler = handler
+        self.backlog = backlog
+        self.timeout = timeout
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.errors = []
+        self.accepted = 0
+        if listen:
+            self.listen()
+
+    def listen(self):
+        self.sock.listen(self.backlog)
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        conn.settimeout(self.timeout)
+        try:
+            with conn:
+                self.handler(conn)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(repr(e))
 
 
 def flood_then_stop(app, n=200):

@@ -10,44 +10,8 @@ import signal
 import socket
 import threading
 
-from samplelib import (App, IO_TIMEOUT, check, check_cli, check_eq, connect, flood_then_stop, main, recv_all,
-                       recv_exact)
-
-
-class Upstream:
-    """A listening socket on 127.0.0.1:0 whose connections are served by
-    `handler(sock)`, each in its own thread."""
-
-    def __init__(self, handler, listen=True):
-        self.handler = handler
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.errors = []
-        self.accepted = 0
-        if listen:
-            self.listen()
-
-    def listen(self):
-        self.sock.listen(64)
-        threading.Thread(target=self._accept_loop, daemon=True).start()
-
-    def _accept_loop(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        conn.settimeout(IO_TIMEOUT)
-        try:
-            with conn:
-                self.handler(conn)
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.errors.append(repr(e))
+from samplelib import (App, IO_TIMEOUT, Upstream, check, check_cli, check_eq, connect, flood_then_stop, main,
+                       recv_all, recv_exact)
 
 
 def echo_handler(conn):
