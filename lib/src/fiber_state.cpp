@@ -26,12 +26,9 @@ fiber_state* current_fiber_state() noexcept {
   if (!w) return nullptr;
   // Inside a runtime every context passes through our scheduler, whose
   // properties are fiber_state; the main context may not have them yet.
-  if (w->current_known) [[likely]] {
-    assert(w->current_context == boost::fibers::context::active());
-    assert(w->current_state == static_cast<fiber_state*>(w->current_context->get_properties()));
-    return w->current_state;
-  }
-  return static_cast<fiber_state*>(boost::fibers::context::active()->get_properties());
+  boost::fibers::context* ctx = w->current_known ? w->current_context : boost::fibers::context::active();
+  assert(ctx == boost::fibers::context::active());
+  return static_cast<fiber_state*>(ctx->get_properties());
 }
 
 fiber_state& require_fiber(const char* what) {

@@ -56,7 +56,6 @@ context* scheduler::pick_next() noexcept {
   worker_.running.store(props ? props->id : 0, std::memory_order_relaxed);
   if (props) props->direct_io_streak = 0;
   worker_.current_context = ctx;
-  worker_.current_state = props;
   // Not while wait_and_detach hands the queue to another algorithm: that
   // pops every context without resuming it.
   worker_.current_known = !worker_.detaching;

@@ -34,7 +34,6 @@ void worker::attach() {
   boost::fibers::use_scheduling_algorithm<scheduler>(*this);
   this_thread_worker = this;
   current_context = boost::fibers::context::active();
-  current_state = static_cast<fiber_state*>(current_context->get_properties());
   current_known = true;
   thread = ::pthread_self();
   install_overflow_handler();

@@ -100,7 +100,6 @@ struct worker {
   /// `launch::dispatch`): `current_fiber_state()` then asks Boost.Fiber until
   /// the next `pick_next`.
   boost::fibers::context* current_context = nullptr;
-  fiber_state* current_state = nullptr;
   bool current_known = false;
   bool detaching = false; ///< set by wait_and_detach: stop tracking
 
