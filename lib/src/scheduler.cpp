@@ -14,10 +14,17 @@ using clock = std::chrono::steady_clock;
 
 scheduler::scheduler(worker& w) noexcept : worker_(w) {}
 
-void scheduler::awakened(context* ctx, fiber_state& props) noexcept {
+void scheduler::awakened(context* ctx) noexcept {
+  auto* props = static_cast<fiber_state*>(ctx->get_properties());
+  if (!props) {
+    // First time ready (a new fiber, or the thread's main or dispatcher
+    // context at its first coop::run): it gets its state now.
+    props = new fiber_state(ctx);
+    ctx->set_properties(props);
+  }
   // The main and dispatcher contexts outlive a coop::run; point them at the
   // worker that schedules them now.
-  props.owner = &worker_;
+  props->owner = &worker_;
   // The running context made ready: a yield (pick_next follows at once), or
   // a fiber launched with launch::dispatch, which Boost.Fiber resumes
   // without asking pick_next. Until the next pick_next, the running context
@@ -35,8 +42,8 @@ context* scheduler::pick_next() noexcept {
   // Only the dispatcher may run handlers here: it is not in the ready queue,
   // so a handler can ready any other fiber safely.
   if (!ready_.empty() && in_dispatcher()) {
-    auto now = clock::now();
-    if (now - last_reactor_visit_ >= poll_interval) {
+    std::uint64_t now = ticks();
+    if (now - last_reactor_visit_ >= poll_interval_ticks) {
       last_reactor_visit_ = now;
       run_handlers(false, {});
     }
@@ -70,7 +77,7 @@ void scheduler::suspend_until(clock::time_point const& tp) noexcept {
   worker_.idle.store(true, std::memory_order_relaxed);
   run_handlers(true, tp);
   worker_.idle.store(false, std::memory_order_relaxed);
-  last_reactor_visit_ = clock::now();
+  last_reactor_visit_ = ticks();
 }
 
 void scheduler::run_handlers(bool block, clock::time_point tp) noexcept {
@@ -101,12 +108,6 @@ void scheduler::notify() noexcept {
       notified_.store(false, std::memory_order_release);
     }
   }
-}
-
-boost::fibers::fiber_properties* scheduler::new_properties(context* ctx) {
-  auto* props = new fiber_state(ctx);
-  props->owner = &worker_;
-  return props;
 }
 
 } // namespace coop::detail
