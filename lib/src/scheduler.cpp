@@ -46,6 +46,7 @@ context* scheduler::pick_next() noexcept {
     if (now - last_reactor_visit_ >= poll_interval_ticks) {
       last_reactor_visit_ = now;
       run_handlers(false, {});
+      worker_.stacks->trim(stack_pool::trim_batch);
     }
   }
   // What the watchdog needs to see stalls (lib/src/monitor.cpp): a switch
@@ -74,6 +75,15 @@ bool scheduler::has_ready_fibers() const noexcept {
 }
 
 void scheduler::suspend_until(clock::time_point const& tp) noexcept {
+  if (worker_.stacks->has_excess()) {
+    // Stacks of fibers that ended are waiting to be unmapped: one batch,
+    // then only a look at the reactor, and the dispatcher comes back for the
+    // next batch. The thread sleeps once they are all gone.
+    worker_.stacks->trim(stack_pool::trim_batch);
+    run_handlers(false, {});
+    last_reactor_visit_ = ticks();
+    return;
+  }
   worker_.idle.store(true, std::memory_order_relaxed);
   run_handlers(true, tp);
   worker_.idle.store(false, std::memory_order_relaxed);
@@ -84,8 +94,13 @@ void scheduler::run_handlers(bool block, clock::time_point tp) noexcept {
   auto& io = worker_.io;
   try {
     if (io.stopped()) io.restart();
-    if (!block)
-      io.poll();
+    if (!block) {
+      // At most max_handlers_per_visit: with thousands of completions queued
+      // (every client of a busy server sending at once), poll() would run
+      // them all, and their fibers would wait; the rest runs at the next visits.
+      for (int i = 0; i < max_handlers_per_visit && io.poll_one() != 0; ++i) {
+      }
+    }
     else if (tp == (clock::time_point::max)())
       io.run_one();
     else

@@ -51,13 +51,17 @@ stack_pool::stack_pool(std::size_t stack_size, std::size_t max_cached)
 stack_pool::~stack_pool() {
   for (auto& s : free_)
     release(s);
+  for (auto& s : excess_)
+    release(s);
 }
 
 boost::context::stack_context stack_pool::allocate() {
-  if (!free_.empty()) {
-    auto s = free_.back();
-    free_.pop_back();
-    return s;
+  for (auto* cache : {&free_, &excess_}) {
+    if (!cache->empty()) {
+      auto s = cache->back();
+      cache->pop_back();
+      return s;
+    }
   }
   bool guarded = guarded_stacks.fetch_add(1, std::memory_order_relaxed) < guarded_budget();
   if (!guarded) {
@@ -93,14 +97,18 @@ boost::context::stack_context stack_pool::allocate() {
 }
 
 void stack_pool::deallocate(boost::context::stack_context& sctx) noexcept {
-  if (free_.size() < max_cached_) {
-    try {
-      free_.push_back(sctx);
-      return;
-    } catch (...) {
-    }
+  try {
+    (free_.size() < max_cached_ ? free_ : excess_).push_back(sctx);
+  } catch (...) {
+    release(sctx);
   }
-  release(sctx);
+}
+
+void stack_pool::trim(std::size_t n) noexcept {
+  for (; n > 0 && !excess_.empty(); --n) {
+    release(excess_.back());
+    excess_.pop_back();
+  }
 }
 
 void stack_pool::release(boost::context::stack_context& sctx) noexcept {

@@ -38,6 +38,8 @@ struct worker;
 class scheduler final : public boost::fibers::algo::algorithm {
 public:
   static constexpr std::chrono::microseconds poll_interval{500};
+  /// Asio handlers run per visit to the reactor while fibers are ready.
+  static constexpr int max_handlers_per_visit = 256;
 
   /// A clock for the reactor-visit check, read on every dispatcher pass. On
   /// x86 the time-stamp counter (about a third of `steady_clock::now()`'s

@@ -33,8 +33,20 @@ public:
   stack_pool& operator=(const stack_pool&) = delete;
 
   boost::context::stack_context allocate();
+  /// Keeps the stack for reuse (up to `max_cached`); a stack beyond that is
+  /// unmapped later, by `trim`: when thousands of fibers end at once (every
+  /// client of a server leaving together), unmapping all their stacks in the
+  /// one dispatcher pass that frees them would stall the thread for about
+  /// 10 µs a stack (100 ms for 10,000 here).
   void deallocate(boost::context::stack_context& sctx) noexcept;
   std::size_t stack_size() const noexcept { return size_; }
+
+  /// Stacks waiting to be unmapped (`trim`).
+  bool has_excess() const noexcept { return !excess_.empty(); }
+  /// Unmaps up to `n` of the stacks waiting for it. The scheduler calls it a
+  /// batch at a time (`trim_batch`) between fibers and before it sleeps.
+  void trim(std::size_t n) noexcept;
+  static constexpr std::size_t trim_batch = 32;
 
   /// True when `addr` lies in the guard page of one of this pool's stacks.
   /// Called from the SIGSEGV handler on the pool's own thread.
@@ -51,6 +63,7 @@ private:
   std::size_t size_;
   std::size_t max_cached_;
   std::vector<boost::context::stack_context> free_;
+  std::vector<boost::context::stack_context> excess_; ///< beyond max_cached_: to unmap (still usable)
   std::map<std::uintptr_t, mapping> mappings_; ///< by the mapping's lowest address
 };
 
