@@ -427,8 +427,12 @@ std::string format_backtrace(const raw_backtrace& c) {
 class watchdog {
 public:
   static watchdog& instance() {
-    static watchdog w;
-    return w;
+    // Never destroyed: a runtime's threads may still be ending (and so
+    // unregistering here) while the process exits and runs its static
+    // destructors, e.g. a runtime that was leaked (TSan saw that as a
+    // use-after-free in core.misuse). Its thread ends with the process.
+    static watchdog* w = new watchdog;
+    return *w;
   }
 
   void add(worker& w) {
@@ -488,21 +492,6 @@ public:
     return n;
   }
 
-  ~watchdog() {
-    {
-      std::lock_guard lk(mutex_);
-      stopping_ = true;
-    }
-    poke('s');
-    if (thread_) {
-      thread_->join();
-      delete thread_;
-    }
-    wake_fd.store(-1);
-    for (int fd : pipe_)
-      if (fd >= 0) ::close(fd);
-  }
-
 private:
   watchdog() {
     open_pipe();
@@ -560,7 +549,6 @@ private:
       int timeout;
       {
         std::lock_guard lk(mutex_);
-        if (stopping_) return;
         timeout = period_ms();
       }
       pollfd p{pipe_[0], POLLIN, 0};
@@ -576,7 +564,6 @@ private:
       std::vector<raw_backtrace> backtraces;
       {
         std::lock_guard lk(mutex_);
-        if (stopping_) return;
         look(clock::now());
         backtraces.swap(backtraces_);
         printing_ = !backtraces.empty();
@@ -695,7 +682,6 @@ private:
   std::vector<worker*> workers_;
   std::thread* thread_ = nullptr;
   int pipe_[2] = {-1, -1};
-  bool stopping_ = false;
   unsigned last_group_ = 0;
   int sigquit_users_ = 0;
   std::map<const worker*, std::unique_ptr<stack_capture>> captures_;
