@@ -100,8 +100,7 @@ void scheduler::run_handlers(bool block, clock::time_point tp) noexcept {
       // them all, and their fibers would wait; the rest runs at the next visits.
       for (int i = 0; i < max_handlers_per_visit && io.poll_one() != 0; ++i) {
       }
-    }
-    else if (tp == (clock::time_point::max)())
+    } else if (tp == (clock::time_point::max)())
       io.run_one();
     else
       io.run_one_until(tp);

@@ -320,6 +320,19 @@ BOOST_AUTO_TEST_CASE(a_stall_report_shows_the_stalled_fibers_backtrace) {
   BOOST_TEST(count_of(frames, "\n") <= 32);
 }
 
+/// A runtime whose fiber "hog" computes for 400 ms without yielding, with
+/// stall reports at 100 ms.
+void run_a_400ms_hog() {
+  auto opts = quiet_options();
+  opts.stall_threshold = 100ms;
+  coop::run(
+      [] {
+        coop::this_fiber::set_name("hog");
+        spin_for(400ms);
+      },
+      opts);
+}
+
 BOOST_AUTO_TEST_CASE(no_backtrace_when_the_program_owns_the_stall_signal_or_turns_it_off) {
   if (skip_runtime_in_child()) return;
   coop::run([] {});
@@ -333,14 +346,7 @@ BOOST_AUTO_TEST_CASE(no_backtrace_when_the_program_owns_the_stall_signal_or_turn
     sa.sa_handler = [](int) { calls = calls + 1; };
     sigemptyset(&sa.sa_mask);
     ::sigaction(SIGRTMIN + 6, &sa, nullptr);
-    auto opts = quiet_options();
-    opts.stall_threshold = 100ms;
-    coop::run(
-        [] {
-          coop::this_fiber::set_name("hog");
-          spin_for(400ms);
-        },
-        opts);
+    run_a_400ms_hog();
     struct sigaction now {};
     ::sigaction(SIGRTMIN + 6, nullptr, &now);
     if (now.sa_handler != sa.sa_handler) std::_Exit(3); // still the program's handler
@@ -354,14 +360,7 @@ BOOST_AUTO_TEST_CASE(no_backtrace_when_the_program_owns_the_stall_signal_or_turn
   auto off = in_child([] {
     ::unsetenv("COOP_STALL_MS");
     ::setenv("COOP_STALL_BACKTRACE", "0", 1);
-    auto opts = quiet_options();
-    opts.stall_threshold = 100ms;
-    coop::run(
-        [] {
-          coop::this_fiber::set_name("hog");
-          spin_for(400ms);
-        },
-        opts);
+    run_a_400ms_hog();
     if (stall_signal_handled()) std::_Exit(3); // no handler was installed
   });
   BOOST_TEST_MESSAGE(off.stderr_text);
@@ -411,8 +410,7 @@ int mapped_guarded_stacks() {
     unsigned long offset = 0;
     char dev[16] = {};
     unsigned long inode = 0;
-    if (std::sscanf(line.c_str(), "%lx-%lx %4s %lx %15s %lu", &start, &end, perms, &offset, dev, &inode) != 6)
-      continue;
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s %lx %15s %lu", &start, &end, perms, &offset, dev, &inode) != 6) continue;
     bool anonymous = inode == 0 && line.find('/') == std::string::npos && line.find('[') == std::string::npos;
     if (anonymous && perms[0] == 'r' && perms[1] == 'w' && start == guard_end) ++count;
     guard_end = anonymous && std::string_view(perms) == "---p" && end - start == 4096 ? end : 0;

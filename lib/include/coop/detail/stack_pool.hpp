@@ -64,7 +64,7 @@ private:
   std::size_t max_cached_;
   std::vector<boost::context::stack_context> free_;
   std::vector<boost::context::stack_context> excess_; ///< beyond max_cached_: to unmap (still usable)
-  std::map<std::uintptr_t, mapping> mappings_; ///< by the mapping's lowest address
+  std::map<std::uintptr_t, mapping> mappings_;        ///< by the mapping's lowest address
 };
 
 /// Installs (once per process) the SIGSEGV handler that reports fiber stack
