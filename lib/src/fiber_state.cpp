@@ -65,7 +65,12 @@ boost::system::error_code wait_context::timeout_due() noexcept {
 
 void wait_context::yield_after_failure() noexcept {
   // Only fibers of a runtime share their thread; a plain thread starves nobody.
-  if (this != &thread_wait_context && current_worker()) boost::this_fiber::yield();
+  if (this != &thread_wait_context && current_worker()) yield_now();
+}
+
+void yield_now() {
+  if (fiber_state* fs = current_fiber_state()) fs->yielded = true;
+  boost::this_fiber::yield();
 }
 
 } // namespace coop::detail

@@ -126,10 +126,6 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
   outside(what);
 }
 
-void yield_now() {
-  boost::this_fiber::yield();
-}
-
 fiber_state* begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec) {
   io_mode mode = mode_for(ex, what);
   wait_context& wc = mode.fiber ? *mode.fiber : current_wait_context();

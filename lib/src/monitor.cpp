@@ -13,6 +13,7 @@
 // watchdog turns them into names and source lines itself, off the stalled
 // thread.
 #include <coop/detail/monitor.hpp>
+#include <coop/detail/scheduler.hpp>
 #include <coop/detail/task_state.hpp>
 #include <coop/diagnostics.hpp>
 
@@ -424,6 +425,42 @@ std::string format_backtrace(const raw_backtrace& c) {
   return out.str();
 }
 
+/// "fiber 12 \"name\"" for a fiber of `w` (its name looked up under the
+/// registry lock), or "a context of Boost.Fiber's" for id 0.
+std::string fiber_label(worker& w, std::uint64_t id) {
+  if (id == 0) return "a context of Boost.Fiber's own (the dispatcher or the thread's main)";
+  std::string who = "fiber " + std::to_string(id);
+  std::lock_guard lk(w.registry_mutex);
+  for (fiber_state* fs = w.fibers; fs; fs = fs->registry_next)
+    if (fs->id == id) {
+      if (!fs->name.empty()) who += " \"" + fs->name + "\"";
+      break;
+    }
+  return who;
+}
+
+/// Converts `scheduler::ticks()` to nanoseconds: the rate is measured
+/// against steady_clock from the first call on (1 tick per ns until 100 ms
+/// have passed, the rate assumed before).
+class tick_rate {
+public:
+  double ns_per_tick() {
+    auto now = clock::now();
+    std::uint64_t t = scheduler::ticks();
+    if (origin_ticks_ == 0) {
+      origin_ticks_ = t;
+      origin_time_ = now;
+    }
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(now - origin_time_).count();
+    if (ns < 100'000'000 || t <= origin_ticks_) return 1.0;
+    return static_cast<double>(ns) / static_cast<double>(t - origin_ticks_);
+  }
+
+private:
+  std::uint64_t origin_ticks_ = 0;
+  clock::time_point origin_time_{};
+};
+
 class watchdog {
 public:
   static watchdog& instance() {
@@ -539,6 +576,7 @@ private:
     for (const worker* w : workers_) {
       if (w->options.stall_threshold.count() > 0) p = std::min(p, w->options.stall_threshold / 2);
       if (w->options.deadlock_threshold.count() > 0) p = std::min(p, w->options.deadlock_threshold / 4);
+      if (w->options.scheduling_delay_threshold.count() > 0) p = std::min(p, w->options.scheduling_delay_threshold / 2);
     }
     if (p == milliseconds::max()) return -1;
     return static_cast<int>(std::clamp<milliseconds::rep>(p.count(), 5, 1000));
@@ -580,6 +618,8 @@ private:
     for (worker* w : workers_)
       look_for_stall(*w, now);
     for (worker* w : workers_)
+      look_for_delay(*w, now);
+    for (worker* w : workers_)
       look_for_deadlock(*w, now);
   }
 
@@ -604,16 +644,7 @@ private:
 
   void report_stall(worker& w, clock::duration ran) {
     std::uint64_t id = w.running.load(std::memory_order_relaxed);
-    std::string who;
-    if (id != 0) {
-      std::lock_guard lk(w.registry_mutex);
-      for (fiber_state* fs = w.fibers; fs; fs = fs->registry_next)
-        if (fs->id == id) {
-          if (!fs->name.empty()) who = " \"" + fs->name + "\"";
-          break;
-        }
-      who = "fiber " + std::to_string(id) + who;
-    }
+    std::string who = fiber_label(w, id);
     auto ms = std::chrono::duration_cast<milliseconds>(ran).count();
     std::string line = "coop: stall: ";
     if (id != 0)
@@ -625,6 +656,34 @@ private:
     line += " (coop::run_options::stall_threshold " + std::to_string(w.options.stall_threshold.count()) + " ms)\n";
     to_stderr(line); // now: naming the frames may take a while
     if (auto trace = backtrace_of(w)) backtraces_.push_back(std::move(*trace));
+  }
+
+  /// Reports the longest scheduling delay the worker's scheduler noted (a
+  /// fiber that waited the threshold or longer in a ready queue), at most
+  /// once a second per worker; the delays of that second are summed up in
+  /// the next report.
+  void look_for_delay(worker& w, clock::time_point now) {
+    auto threshold = w.options.scheduling_delay_threshold;
+    if (threshold.count() <= 0) return;
+    const double rate = ticks_.ns_per_tick();
+    auto threshold_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(threshold).count();
+    w.delay_report_ticks.store(std::max<std::uint64_t>(1, static_cast<std::uint64_t>(threshold_ns / rate)),
+                               std::memory_order_relaxed);
+    if (w.delay_reported_at != clock::time_point{} && now - w.delay_reported_at < std::chrono::seconds(1)) return;
+    std::uint64_t worst = w.worst_delay.exchange(0, std::memory_order_relaxed);
+    if (worst == 0) return;
+    std::uint64_t id = w.worst_delay_fiber.load(std::memory_order_relaxed);
+    std::uint64_t times = w.delays_over.exchange(0, std::memory_order_relaxed);
+    auto waited_ms = static_cast<long long>(static_cast<double>(worst) * rate / 1e6);
+    if (waited_ms < threshold.count()) return; // counted at 1 GHz before the rate was known
+    w.delay_reported_at = now;
+    to_stderr("coop: scheduling delay: " + fiber_label(w, id) + " on runtime " + std::to_string(w.group_number) +
+              " thread " + std::to_string(w.index) + " waited " + std::to_string(waited_ms) +
+              " ms to run after it was ready (" + std::to_string(times) + (times == 1 ? " fiber" : " fibers") +
+              " waited " + std::to_string(threshold.count()) +
+              " ms or more since the last report): the thread has more ready work than it runs in time; "
+              "fibers that compute for long can yield more often or move the work to coop::offload "
+              "(coop::run_options::scheduling_delay_threshold)\n");
   }
 
   /// The stalled thread's stack, captured there by the stall signal and
@@ -689,6 +748,7 @@ private:
   /// lines) once mutex_ is released; printing_ is set meanwhile.
   std::vector<raw_backtrace> backtraces_;
   bool printing_ = false;
+  tick_rate ticks_;
   struct sigaction previous_quit_ {};
 };
 
@@ -697,6 +757,7 @@ private:
 run_options with_environment(run_options opts) {
   opts.stall_threshold = env_ms("COOP_STALL_MS", opts.stall_threshold);
   opts.deadlock_threshold = env_ms("COOP_DEADLOCK_MS", opts.deadlock_threshold);
+  opts.scheduling_delay_threshold = env_ms("COOP_SCHED_DELAY_MS", opts.scheduling_delay_threshold);
   return opts;
 }
 

@@ -30,7 +30,31 @@ void scheduler::awakened(context* ctx) noexcept {
   // without asking pick_next. Until the next pick_next, the running context
   // is found the slow way (worker::current_known).
   if (ctx == worker_.current_context) worker_.current_known = false;
-  ctx->ready_link(ready_);
+  const std::uint64_t now = ticks();
+  props->ready_since = now;
+  const lane l = lane_for(ctx, *props);
+  if (queues_[l].empty()) { // its wait starts now
+    last_served_[l] = now;
+    last_served_pick_[l] = picks_;
+  }
+  ctx->ready_link(queues_[l]);
+}
+
+scheduler::lane scheduler::lane_for(context* ctx, fiber_state& props) noexcept {
+  if (!dispatcher_ && ctx->is_context(boost::fibers::type::dispatcher_context)) dispatcher_ = ctx;
+  if (ctx == dispatcher_) {
+    dispatcher_queued_ = true;
+    return yielded;
+  }
+  if (props.yielded) {
+    props.yielded = false;
+    return yielded;
+  }
+  // Made ready while the dispatcher runs: by an Asio handler (I/O, timers,
+  // a post from another thread), Boost.Fiber's sleep queue or its
+  // remote-ready queue. Otherwise by a fiber of this thread, or new.
+  const context* running = worker_.current_known ? worker_.current_context : context::active();
+  return running == dispatcher_ ? from_reactor : from_fiber;
 }
 
 bool scheduler::in_dispatcher() const noexcept {
@@ -39,30 +63,82 @@ bool scheduler::in_dispatcher() const noexcept {
 }
 
 context* scheduler::pick_next() noexcept {
-  // Only the dispatcher may run handlers here: it is not in the ready queue,
-  // so a handler can ready any other fiber safely.
-  if (!ready_.empty() && in_dispatcher()) {
-    std::uint64_t now = ticks();
-    if (now - last_reactor_visit_ >= poll_interval_ticks) {
+  std::uint64_t now = ticks();
+  const bool visit_due = now - last_reactor_visit_ >= poll_interval_ticks;
+  if (visit_due && has_ready_fibers()) {
+    if (in_dispatcher()) {
+      // Only the dispatcher runs handlers: it is in no ready queue, so a
+      // handler can ready any other fiber safely.
       last_reactor_visit_ = now;
       run_handlers(false, {});
       worker_.stacks->trim(stack_pool::trim_batch);
+      now = ticks();
+    } else if (dispatcher_queued_) {
+      // A visit is due: the dispatcher goes next, wherever it stands.
+      auto& q = queues_[yielded];
+      q.erase(q.iterator_to(*dispatcher_));
+      if (running_lane_ < lanes) {
+        last_served_[running_lane_] = now;
+        last_served_pick_[running_lane_] = picks_;
+      }
+      running_lane_ = lanes; // not a turn of the yielded lane
+      return resume(dispatcher_, now);
     }
   }
-  // What the watchdog needs to see stalls (lib/src/monitor.cpp): a switch
-  // happened, and to which fiber.
-  worker_.switches.store(worker_.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  if (ready_.empty()) {
+  if (!has_ready_fibers()) {
     // Only the dispatcher gets here (while a fiber runs, the dispatcher is in
-    // the ready queue): it goes on running, the current context stays.
+    // a ready queue): it goes on running, the current context stays.
+    worker_.switches.store(worker_.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     worker_.running.store(0, std::memory_order_relaxed);
     return nullptr;
   }
-  context* ctx = &ready_.front();
-  ready_.pop_front();
+  // The fiber that ran (from lane running_lane_) has just switched out.
+  ++picks_;
+  if (running_lane_ < lanes) {
+    last_served_[running_lane_] = now;
+    last_served_pick_[running_lane_] = picks_;
+  }
+  unsigned l = from_reactor;
+  if (owed_ < lanes && !queues_[owed_].empty() && now - turn_start_ < lane_quantum_ticks &&
+      picks_ - turn_start_pick_ < lane_turn_picks) {
+    l = owed_; // the turn of a lane that waited goes on
+  } else {
+    owed_ = lanes;
+    while (queues_[l].empty())
+      ++l;
+    // A lower lane that has waited takes a turn (the one that waited longest).
+    for (unsigned k = l + 1; k < lanes; ++k)
+      if (!queues_[k].empty() &&
+          (picks_ - last_served_pick_[k] >= lane_turn_picks || now - last_served_[k] >= lane_max_wait_ticks) &&
+          (owed_ == lanes || last_served_[k] < last_served_[owed_]))
+        owed_ = k;
+    if (owed_ < lanes) {
+      l = owed_;
+      turn_start_ = now;
+      turn_start_pick_ = picks_;
+    }
+  }
+  running_lane_ = l;
+  auto& queue = queues_[l];
+  context* ctx = &queue.front();
+  queue.pop_front();
+  return resume(ctx, now);
+}
+
+context* scheduler::resume(context* ctx, std::uint64_t now) noexcept {
+  // What the watchdog needs to see stalls (lib/src/monitor.cpp): a switch
+  // happened, and to which fiber.
+  worker_.switches.store(worker_.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (ctx == dispatcher_) dispatcher_queued_ = false;
   auto* props = static_cast<fiber_state*>(ctx->get_properties());
-  worker_.running.store(props ? props->id : 0, std::memory_order_relaxed);
-  if (props) props->direct_io_streak = 0;
+  worker_.running.store(props->id, std::memory_order_relaxed);
+  props->direct_io_streak = 0;
+  // Scheduling delay: noted when it passes the report threshold (rare), for
+  // the watchdog to report. A clock that went backwards counts as no delay.
+  const std::uint64_t report_ticks = worker_.delay_report_ticks.load(std::memory_order_relaxed);
+  if (report_ticks != 0 && props->id != 0 &&
+      static_cast<std::int64_t>(now - props->ready_since) >= static_cast<std::int64_t>(report_ticks))
+    worker_.note_delay(now - props->ready_since, props->id);
   worker_.current_context = ctx;
   // Not while wait_and_detach hands the queue to another algorithm: that
   // pops every context without resuming it.
@@ -71,7 +147,7 @@ context* scheduler::pick_next() noexcept {
 }
 
 bool scheduler::has_ready_fibers() const noexcept {
-  return !ready_.empty();
+  return !queues_[from_reactor].empty() || !queues_[from_fiber].empty() || !queues_[yielded].empty();
 }
 
 void scheduler::suspend_until(clock::time_point const& tp) noexcept {

@@ -69,13 +69,25 @@ void basic_listener<Protocol>::listen(const endpoint_type& endpoint, const liste
 template <class Protocol>
 typename basic_listener<Protocol>::stream_type basic_listener<Protocol>::accept(boost::system::error_code& ec) {
   const char* what = listener_name<Protocol>("coop::net::tcp_listener::accept", "coop::net::unix_listener::accept");
-  const bool fiber = detail::begin_call(acceptor_.get_executor(), what, ec);
+  detail::fiber_state* fiber = detail::begin_call(acceptor_.get_executor(), what, ec);
   typename Protocol::socket s(acceptor_.get_executor());
   const detail::wait_info info{"accept", this, acceptor_.native_handle()};
   if (ec) {
     // an interruption was due: the call fails without waiting
   } else if (fiber) {
-    acceptor_.async_accept(s, detail::yield_for(info, ec));
+    // Take a pending connection without a round trip through the scheduler,
+    // so a burst of clients is accepted in one turn (up to
+    // `detail::accept_batch`, then the fiber yields); wait only when none is
+    // pending. The acceptor is non-blocking for that (fiber mode only: a
+    // listener never changes mode).
+    if (!acceptor_.non_blocking()) acceptor_.non_blocking(true, ec);
+    if (!ec) acceptor_.accept(s, ec);
+    if (!ec)
+      detail::count_direct_accept(*fiber);
+    else if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
+      ec.clear();
+      acceptor_.async_accept(s, detail::yield_for(info, ec));
+    }
   } else if (!detail::has_blocking_deadline() || detail::wait_ready(acceptor_.native_handle(), false, ec)) {
     // Blocking mode: with a timeout, wait in poll() first; accept then
     // returns at once (one acceptor at a time).

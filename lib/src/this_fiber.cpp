@@ -20,7 +20,7 @@ void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::
   auto& wc = detail::current_wait_context();
   if (wc.checkpoint(ec)) return;
   if (deadline <= std::chrono::steady_clock::now()) {
-    if (detail::current_fiber_state()) boost::this_fiber::yield();
+    if (detail::current_fiber_state()) detail::yield_now();
     return;
   }
   static const detail::wait_info info{"sleep"};
@@ -40,7 +40,7 @@ namespace this_fiber {
 void yield(boost::system::error_code& ec) {
   auto& fs = detail::require_fiber("coop::this_fiber::yield");
   if (fs.checkpoint(ec)) return;
-  boost::this_fiber::yield();
+  detail::yield_now();
 }
 
 void yield() {

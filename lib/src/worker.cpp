@@ -25,7 +25,9 @@ worker& require_worker(const char* what) {
 }
 
 worker::worker(const run_options& opts)
-    : stacks(std::make_shared<stack_pool>(opts.stack_size)), options(with_environment(opts)) {}
+    : stacks(std::make_shared<stack_pool>(opts.stack_size)), options(with_environment(opts)),
+      delay_report_ticks(static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(options.scheduling_delay_threshold).count())) {}
 
 worker::~worker() = default;
 
@@ -79,7 +81,7 @@ void worker::wait_and_detach(bool until_stopped) {
   }
   // Let the dispatcher release the contexts of fibers that just ended, so
   // their stacks go back to the pool while this worker still exists.
-  boost::this_fiber::yield();
+  yield_now();
   unwatch_worker(*this);
   detaching = true;
   current_known = false;
@@ -93,6 +95,13 @@ void worker::request_stop() {
     stop_requested_ = true;
     wake_main_if_done();
   });
+}
+
+void worker::note_delay(std::uint64_t delay, std::uint64_t id) noexcept {
+  delays_over.store(delays_over.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  if (delay <= worst_delay.load(std::memory_order_relaxed)) return;
+  worst_delay_fiber.store(id, std::memory_order_relaxed);
+  worst_delay.store(delay, std::memory_order_relaxed);
 }
 
 void worker::fiber_finished() noexcept {

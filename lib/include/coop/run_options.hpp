@@ -29,6 +29,17 @@ struct run_options {
   /// fiber switch; a process-wide watchdog thread looks every threshold / 2.
   std::chrono::milliseconds stall_threshold{100};
 
+  /// A fiber that was ready to run (woken by I/O, a timer, another fiber, or
+  /// yielding) and waited this long before it ran gets one line on stderr:
+  /// its thread has more work than it can run in time, even though no
+  /// single fiber stalls it (say, many fibers that each compute 20 ms). At
+  /// most one report per runtime thread per second, with the longest delay
+  /// and how many fibers waited that long since the last report. The
+  /// environment variable `COOP_SCHED_DELAY_MS` overrides it; 0 turns it
+  /// off. Cost on the hot path: a time-stamp counter read when a fiber
+  /// becomes ready and one when it runs.
+  std::chrono::milliseconds scheduling_delay_threshold{100};
+
   /// When every fiber of the runtime has waited this long on coop primitives
   /// (channels, locks, events, joins, select without a timer) and no I/O,
   /// timer, signal or offloaded job can end any of those waits, print a

@@ -28,6 +28,11 @@ class task_base;
 /// peer that always has data ready cannot monopolise the thread).
 inline constexpr std::uint32_t direct_io_budget = 16;
 
+/// Lets the other fibers of the calling runtime thread run: the calling
+/// fiber goes to the back of the queue of fibers that yielded, behind every
+/// fiber woken by I/O, a timer or another fiber (see `scheduler`).
+void yield_now();
+
 class fiber_state final : public boost::fibers::fiber_properties, public wait_context {
 public:
   explicit fiber_state(boost::fibers::context* ctx) noexcept : fiber_properties(ctx), wait_context(ctx) {}
@@ -43,6 +48,12 @@ public:
   /// I/O calls that completed without waiting since the scheduler last
   /// resumed the fiber (reset by `scheduler::pick_next`); see `direct_io_budget`.
   std::uint32_t direct_io_streak = 0;
+  /// Set by `yield_now` just before the fiber yields: the scheduler then
+  /// queues it behind the fibers that were woken (`scheduler::awakened`).
+  bool yielded = false;
+  /// `scheduler::ticks()` when the fiber last became ready; the scheduler
+  /// measures the scheduling delay from it.
+  std::uint64_t ready_since = 0;
   /// `coop::this_fiber::set_name`; empty (and unallocated) until named.
   /// Changed only under the worker's registry lock once registered.
   std::string name;

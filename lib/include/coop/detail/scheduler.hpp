@@ -18,18 +18,38 @@ namespace coop::detail {
 
 struct worker;
 
-/// Round-robin over ready fibers; when none is ready, the thread sleeps inside
-/// the worker's io_context (epoll), so I/O completions, timers and cross-thread
-/// wake-ups all resume it without polling.
+/// Three ready queues, served by priority and in turns; when no fiber is
+/// ready, the thread sleeps inside the worker's io_context (epoll), so I/O
+/// completions, timers and cross-thread wake-ups all resume it without
+/// polling.
 ///
+/// - Queues (`lane`): fibers woken by the reactor (I/O, timers, other
+///   threads), fibers woken by a fiber of this thread (a channel, a lock, an
+///   event, a join) and new fibers, and fibers that yielded (with the
+///   dispatcher). A woken fiber thus runs as soon as the running one
+///   switches, as Go's scheduler gives a just-readied goroutine `runnext`,
+///   not after a pass over every fiber that yielded.
+/// - Priority with turns: the first queue in that order that has fibers is
+///   served, except that a later queue that has waited while
+///   `lane_turn_picks` fibers of the queues above it ran (or for
+///   `lane_max_wait`) takes a turn of up to `lane_turn_picks` fibers and
+///   `lane_quantum`. So a woken fiber waits at most for one such turn of
+///   each lower queue and the fibers ahead of it in its queue, and a fiber
+///   that yielded waits for the fibers ahead of it with at most 64 woken
+///   fibers (or 10 ms of them) between turns of its queue, whatever the rate
+///   of wake-ups.
+/// - Reactor visits are bounded in time, not in passes: once `poll_interval`
+///   has passed since the last visit, the next switch goes to the dispatcher
+///   (wherever it stands in its queue), which runs up to
+///   `max_handlers_per_visit` Asio handlers, Boost.Fiber's clean-up of
+///   ended fibers and its sleep queue. So the reactor is visited every
+///   `poll_interval` plus the longest time one fiber runs without yielding.
 /// - Idle: `suspend_until` blocks in `io_context::run_one()`: no busy loop.
-/// - Latency: a completion handler readies its fiber directly; no timer tick.
-/// - Starvation: while fibers stay ready, the dispatcher visits the reactor
-///   (`poll()`) at least once per `poll_interval` (measured in `ticks()`).
-/// - Draining: every handler already queued runs before the reactor is asked
-///   again, since Asio's queue keeps the reactor task behind them.
 /// - `notify()` (any thread) only posts to the io_context, deduplicated by an
 ///   atomic flag.
+/// - Scheduling delay: how long each fiber waited in a ready queue; the
+///   longest over `run_options::scheduling_delay_threshold` is noted for the
+///   watchdog to report (`worker::note_delay`).
 ///
 /// Every context it schedules carries a `fiber_state` as its Boost.Fiber
 /// properties, created the first time the context becomes ready. (Not
@@ -40,6 +60,14 @@ public:
   static constexpr std::chrono::microseconds poll_interval{500};
   /// Asio handlers run per visit to the reactor while fibers are ready.
   static constexpr int max_handlers_per_visit = 256;
+  /// A lower ready queue that has waited while `lane_turn_picks` fibers of
+  /// the queues above it ran, or for `lane_max_wait`, takes a turn of up to
+  /// `lane_turn_picks` fibers and `lane_quantum` (at least one fiber). The
+  /// trigger counts fibers rather than time so that a thread the OS
+  /// preempts (a loaded machine) does not hand turns to the lower queues.
+  static constexpr std::uint64_t lane_turn_picks = 64;
+  static constexpr std::chrono::microseconds lane_quantum{500};
+  static constexpr std::chrono::milliseconds lane_max_wait{10};
 
   /// A clock for the reactor-visit check, read on every dispatcher pass. On
   /// x86 the time-stamp counter (about a third of `steady_clock::now()`'s
@@ -55,6 +83,10 @@ public:
   }
   static constexpr std::uint64_t poll_interval_ticks =
       std::chrono::duration_cast<std::chrono::nanoseconds>(poll_interval).count();
+  static constexpr std::uint64_t lane_quantum_ticks =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(lane_quantum).count();
+  static constexpr std::uint64_t lane_max_wait_ticks =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(lane_max_wait).count();
 
   explicit scheduler(worker& w) noexcept;
 
@@ -68,9 +100,28 @@ private:
   /// Whether the calling context is Boost.Fiber's dispatcher.
   bool in_dispatcher() const noexcept;
   void run_handlers(bool block, std::chrono::steady_clock::time_point tp) noexcept;
+  /// Takes `ctx` (just unlinked from its queue) as the next to run.
+  boost::fibers::context* resume(boost::fibers::context* ctx, std::uint64_t now) noexcept;
+
+  /// The ready queues, in priority order.
+  enum lane : unsigned { from_reactor, from_fiber, yielded, lanes };
+  /// The lane a context made ready now joins.
+  lane lane_for(boost::fibers::context* ctx, fiber_state& props) noexcept;
 
   worker& worker_;
-  boost::fibers::scheduler::ready_queue_type ready_;
+  boost::fibers::scheduler::ready_queue_type queues_[lanes];
+  /// ticks() and `picks_` when each lane last had a fiber switch out (or,
+  /// for a lane that was empty, when its first fiber came): how long it has
+  /// been waiting.
+  std::uint64_t last_served_[lanes] = {};
+  std::uint64_t last_served_pick_[lanes] = {};
+  std::uint64_t picks_ = 0;                      ///< fibers picked so far
+  std::uint64_t turn_start_pick_ = 0;            ///< `picks_` when the owed turn began
+  unsigned running_lane_ = lanes;                ///< the lane of the running fiber (`lanes`: none)
+  unsigned owed_ = lanes;                        ///< a lower lane having a turn after waiting (`lanes`: none)
+  std::uint64_t turn_start_ = 0;                 ///< ticks() when that turn began
+  boost::fibers::context* dispatcher_ = nullptr; ///< Boost.Fiber's dispatcher, once seen
+  bool dispatcher_queued_ = false;               ///< the dispatcher is in `queues_[yielded]`
   std::atomic<bool> notified_{false};
   std::uint64_t last_reactor_visit_ = 0; ///< ticks()
 };

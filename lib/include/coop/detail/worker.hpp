@@ -70,6 +70,18 @@ struct worker {
   std::atomic<std::uint64_t> switches{0};
   /// True while the thread sleeps in the reactor with nothing to run.
   std::atomic<bool> idle{false};
+  /// The longest scheduling delay (in `scheduler::ticks()`) at or over
+  /// `delay_report_ticks` since the watchdog last took it (0: none), and
+  /// the fiber that waited it. Written by the scheduler only when a delay
+  /// passes the threshold; the watchdog reports and resets them.
+  std::atomic<std::uint64_t> worst_delay{0};
+  std::atomic<std::uint64_t> worst_delay_fiber{0};
+  std::atomic<std::uint64_t> delays_over{0}; ///< delays at or over the threshold, in all
+  /// `options.scheduling_delay_threshold` in ticks (0: not measured):
+  /// counted at 1 GHz at first (at or below the threshold on any TSC), then
+  /// set by the watchdog once it has measured the tick rate.
+  std::atomic<std::uint64_t> delay_report_ticks{0};
+  steady_time delay_reported_at{}; ///< the last scheduling delay report (watchdog only)
   pthread_t thread{};
   std::mutex registry_mutex;
   fiber_state* fibers = nullptr; ///< live coop fibers, newest first
@@ -102,6 +114,10 @@ struct worker {
   boost::fibers::context* current_context = nullptr;
   bool current_known = false;
   bool detaching = false; ///< set by wait_and_detach: stop tracking
+
+  /// The scheduler saw a fiber (`id`, 0 for Boost.Fiber's own contexts)
+  /// wait `delay` ticks, at or over `delay_report_ticks`.
+  void note_delay(std::uint64_t delay, std::uint64_t id) noexcept;
 
   void fiber_started() noexcept { ++live_fibers; }
   void fiber_finished() noexcept;
