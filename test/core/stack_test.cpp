@@ -2,19 +2,27 @@
 // Fiber stacks fail safe: a guard page under every stack, a clear message on
 // overflow, and enough stacks for 100,000 parked fibers with default limits.
 #include "child.hpp"
+#include "overflow_scene.hpp"
 #include "support.hpp"
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <new>
 #include <string>
+#include <vector>
 
 namespace {
 
+using test_support::died_of_the_fault;
 using test_support::in_child;
+using test_support::sanitized;
 
 /// Recurses with a 1 KiB frame per level until the stack runs out (the
 /// bound is never reached: 1 GiB of frames).
@@ -28,18 +36,63 @@ using test_support::in_child;
 
 constexpr unsigned canary_value = 0xC0FFEEu;
 
-// Under AddressSanitizer or ThreadSanitizer, the sanitizer's own SIGSEGV
-// handler (which ours hands over to) reports the fault and ends the process
-// with an exit status instead.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool sanitized = true;
-#else
-constexpr bool sanitized = false;
-#endif
+/// Maps single pages, alternately read-only and writable so that no two
+/// merge, until the kernel refuses: the process has used up
+/// vm.max_map_count. Returns them (storage reserved beforehand: a vector
+/// growing then would need a mapping of its own).
+std::vector<void*> use_up_mappings() {
+  long limit = 65530;
+  std::ifstream("/proc/sys/vm/max_map_count") >> limit;
+  std::vector<void*> pages;
+  pages.reserve(static_cast<std::size_t>(limit) + 16);
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  for (long i = 0; i < limit + 16; ++i) {
+    void* p = ::mmap(nullptr, page, i % 2 ? PROT_READ : PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) break;
+    pages.push_back(p);
+  }
+  return pages;
+}
 
-bool died_of_the_fault(int status) {
-  if (sanitized) return WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
-  return WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV;
+/// Runs in a child: uses up the mappings but for `spare`, then spawns 300
+/// fibers that stay alive together. Writes "spawned N" and, when a spawn
+/// failed, its message; "bare bad_alloc" when that was a plain
+/// std::bad_alloc.
+void spawn_beside_used_up_mappings(std::size_t spare) {
+  coop::run([spare] {
+    auto pages = use_up_mappings();
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    for (std::size_t i = 0; i < spare && !pages.empty(); ++i) {
+      ::munmap(pages.back(), page);
+      pages.pop_back();
+    }
+    constexpr int wanted = 300;
+    std::vector<coop::task<void>> fibers;
+    fibers.reserve(wanted);
+    int running = 0;
+    bool release = false;
+    std::string failure;
+    try {
+      for (int i = 0; i < wanted; ++i)
+        fibers.push_back(coop::spawn([&] {
+          ++running;
+          while (!release)
+            coop::this_fiber::yield();
+        }));
+    } catch (const std::bad_alloc&) {
+      failure = "bare bad_alloc";
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    test_support::yield_until([&] { return running == static_cast<int>(fibers.size()); });
+    release = true;
+    for (auto& f : fibers)
+      f.join();
+    for (void* p : pages)
+      ::munmap(p, page);
+    std::cerr << "spawned " << fibers.size() << ", " << running << " ran\n";
+    if (!failure.empty()) std::cerr << failure << "\n";
+  });
 }
 
 } // namespace
@@ -120,4 +173,42 @@ BOOST_AUTO_TEST_CASE(a_hundred_thousand_parked_fibers_with_default_limits) {
     never.close();
     test_support::yield_until([&] { return ended == fibers; });
   });
+}
+
+BOOST_AUTO_TEST_CASE(a_frame_larger_than_the_guard_region_ends_in_the_overflow_message) {
+  if (sanitized) {
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
+    return;
+  }
+  // A 200 KiB frame on a 128 KiB stack: its lowest byte lies some 8 KiB
+  // below the 64 KiB guard region, in the neighbour's stack. This file is
+  // compiled as coop::coop's consumers are, with -fstack-clash-protection:
+  // the frame is probed page by page and the first probe below the stack
+  // meets the guard region.
+  auto r = in_child([] {
+    test_support::overflow_beside_a_neighbour<112 * 1024>(coop::run_options{}, "huge frame",
+                                                          [] { test_support::big_frame<200 * 1024>(1); });
+  });
+  BOOST_TEST_INFO("child stderr: " << r.stderr_text);
+  BOOST_TEST(died_of_the_fault(r.status));
+  BOOST_TEST(r.stderr_text.find("coop: stack overflow in fiber 'huge frame' of runtime thread 0 (stack size 128 KiB") !=
+             std::string::npos);
+  BOOST_TEST(r.stderr_text.find("neighbour corrupted") == std::string::npos);
+  BOOST_TEST(r.stderr_text.find("overflow returned") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(spawn_beside_a_used_up_mapping_limit_falls_back_or_says_why) {
+  if (sanitized) { // the sanitizers' own mappings would be refused too
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
+    return;
+  }
+  // Sixteen mappings left: the stacks must make do without guard regions
+  // (or, when nothing can be mapped at all, say why).
+  auto r = in_child([] { spawn_beside_used_up_mappings(16); });
+  BOOST_TEST_INFO("child stderr: " << r.stderr_text);
+  BOOST_TEST(test_support::exited_cleanly(r));
+  BOOST_TEST(r.stderr_text.find("bare bad_alloc") == std::string::npos);
+  bool all_ran = r.stderr_text.find("spawned 300, 300 ran") != std::string::npos;
+  bool said_why = r.stderr_text.find("vm.max_map_count") != std::string::npos;
+  BOOST_TEST((all_ran || said_why));
 }
