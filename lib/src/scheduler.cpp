@@ -39,6 +39,10 @@ bool scheduler::in_dispatcher() const noexcept {
 }
 
 context* scheduler::pick_next() noexcept {
+  // The fiber we switch away from (also when !current_known: after a yield
+  // it still is; otherwise a live context, checked harmlessly): if its stack
+  // has no guard region, an overflow ends here, before another fiber runs.
+  check_stack_canary(worker_.current_context);
   // Only the dispatcher may run handlers here: it is not in the ready queue,
   // so a handler can ready any other fiber safely.
   if (!ready_.empty() && in_dispatcher()) {

@@ -58,7 +58,8 @@ inline constexpr unsigned neighbour_pattern = 0xC0FFEEu;
 /// whenever it runs again: it writes "neighbour corrupted" and exits with
 /// status 3 when they changed. "overflow returned" is written when
 /// `overflow` comes back.
-template <std::size_t Watched, class F> void overflow_beside_a_neighbour(const coop::run_options& opts, const char* name, F overflow) {
+template <std::size_t Watched, class F>
+void overflow_beside_a_neighbour(const coop::run_options& opts, const char* name, F overflow) {
   coop::run(
       [&] {
         bool watching = false, finished = false;

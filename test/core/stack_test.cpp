@@ -36,6 +36,16 @@ using test_support::sanitized;
 
 constexpr unsigned canary_value = 0xC0FFEEu;
 
+/// Recurses `levels` deep with 1 KiB frames, each written whole, then
+/// returns: an overflow that comes back before the fiber switches.
+[[gnu::noinline]] int written_frames(int levels) {
+  volatile char frame[1024];
+  for (auto& c : frame)
+    c = static_cast<char>(levels);
+  if (levels == 0) return frame[0];
+  return written_frames(levels - 1) + frame[1023];
+}
+
 /// Maps single pages, alternately read-only and writable so that no two
 /// merge, until the kernel refuses: the process has used up
 /// vm.max_map_count. Returns them (storage reserved beforehand: a vector
@@ -58,7 +68,8 @@ std::vector<void*> use_up_mappings() {
 /// fibers that stay alive together. Writes "spawned N" and, when a spawn
 /// failed, its message; "bare bad_alloc" when that was a plain
 /// std::bad_alloc.
-void spawn_beside_used_up_mappings(std::size_t spare) {
+void spawn_beside_used_up_mappings(std::size_t spare, bool guard_markers) {
+  if (!guard_markers) coop::detail::set_stack_guards_for_testing(false, -1); // as before Linux 6.13
   coop::run([spare] {
     auto pages = use_up_mappings();
     const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
@@ -134,6 +145,7 @@ BOOST_AUTO_TEST_CASE(a_stack_overflow_ends_the_process_with_one_clear_line) {
         },
         opts);
   });
+  BOOST_TEST_MESSAGE("child stderr: " << r.stderr_text);
   BOOST_TEST_INFO("child stderr: " << r.stderr_text);
   BOOST_TEST(died_of_the_fault(r.status));
   BOOST_TEST(r.stderr_text.find("coop: stack overflow in fiber 'deep recursion' of runtime thread 0") !=
@@ -189,6 +201,7 @@ BOOST_AUTO_TEST_CASE(a_frame_larger_than_the_guard_region_ends_in_the_overflow_m
     test_support::overflow_beside_a_neighbour<112 * 1024>(coop::run_options{}, "huge frame",
                                                           [] { test_support::big_frame<200 * 1024>(1); });
   });
+  BOOST_TEST_MESSAGE("child stderr: " << r.stderr_text);
   BOOST_TEST_INFO("child stderr: " << r.stderr_text);
   BOOST_TEST(died_of_the_fault(r.status));
   BOOST_TEST(r.stderr_text.find("coop: stack overflow in fiber 'huge frame' of runtime thread 0 (stack size 128 KiB") !=
@@ -204,11 +217,95 @@ BOOST_AUTO_TEST_CASE(spawn_beside_a_used_up_mapping_limit_falls_back_or_says_why
   }
   // Sixteen mappings left: the stacks must make do without guard regions
   // (or, when nothing can be mapped at all, say why).
-  auto r = in_child([] { spawn_beside_used_up_mappings(16); });
+  auto r = in_child([] { spawn_beside_used_up_mappings(16, true); });
+  BOOST_TEST_MESSAGE("child stderr: " << r.stderr_text);
   BOOST_TEST_INFO("child stderr: " << r.stderr_text);
   BOOST_TEST(test_support::exited_cleanly(r));
   BOOST_TEST(r.stderr_text.find("bare bad_alloc") == std::string::npos);
   bool all_ran = r.stderr_text.find("spawned 300, 300 ran") != std::string::npos;
   bool said_why = r.stderr_text.find("vm.max_map_count") != std::string::npos;
   BOOST_TEST((all_ran || said_why));
+}
+
+BOOST_AUTO_TEST_CASE(at_a_used_up_mapping_limit_mprotect_guards_fall_back_to_canaries) {
+  if (sanitized) {
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
+    return;
+  }
+  // Without MADV_GUARD_INSTALL (Linux before 6.13), a guard region costs a
+  // mapping of its own: with sixteen left, mprotect soon fails.
+  auto r = in_child([] { spawn_beside_used_up_mappings(16, false); });
+  BOOST_TEST_MESSAGE("child stderr: " << r.stderr_text);
+  BOOST_TEST_INFO("child stderr: " << r.stderr_text);
+  BOOST_TEST(test_support::exited_cleanly(r));
+  BOOST_TEST(r.stderr_text.find("bare bad_alloc") == std::string::npos);
+  BOOST_TEST(r.stderr_text.find("no guard region for a fiber stack") != std::string::npos);
+  bool all_ran = r.stderr_text.find("spawned 300, 300 ran") != std::string::npos;
+  bool said_why = r.stderr_text.find("vm.max_map_count allows") != std::string::npos;
+  BOOST_TEST((all_ran || said_why));
+}
+
+BOOST_AUTO_TEST_CASE(when_no_stack_can_be_mapped_spawn_names_the_mapping_limit) {
+  if (sanitized) {
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
+    return;
+  }
+  auto r = in_child([] { spawn_beside_used_up_mappings(0, true); });
+  BOOST_TEST_MESSAGE("child stderr: " << r.stderr_text);
+  BOOST_TEST_INFO("child stderr: " << r.stderr_text);
+  BOOST_TEST(test_support::exited_cleanly(r));
+  BOOST_TEST(r.stderr_text.find("spawned 0, 0 ran") != std::string::npos);
+  BOOST_TEST(r.stderr_text.find("coop: cannot map a fiber stack of 192 KiB: the process holds ") != std::string::npos);
+  BOOST_TEST(r.stderr_text.find("vm.max_map_count allows") != std::string::npos);
+  BOOST_TEST(r.stderr_text.find("bare bad_alloc") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(an_overflow_on_a_stack_without_guard_is_caught_by_its_canary) {
+  if (sanitized) {
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
+    return;
+  }
+  // No stack gets a guard region (as beyond the mapping budget on a kernel
+  // before 6.13). The fiber goes 80 KiB past its 128 KiB stack, through the
+  // 64 KiB left unprotected below it and into the neighbour's stack, comes
+  // back and yields: the check at that switch ends the process before the
+  // neighbour runs.
+  auto r = in_child([] {
+    coop::detail::set_stack_guards_for_testing(false, 0);
+    test_support::overflow_beside_a_neighbour<112 * 1024>(coop::run_options{}, "written frames",
+                                                          [] { written_frames(208); });
+  });
+  BOOST_TEST_MESSAGE("child stderr: " << r.stderr_text);
+  BOOST_TEST_INFO("child stderr: " << r.stderr_text);
+  BOOST_TEST((WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGABRT));
+  BOOST_TEST(r.stderr_text.find("fiber stacks have guard regions, which cost two memory mappings each "
+                                "(vm.max_map_count") != std::string::npos);
+  BOOST_TEST(r.stderr_text.find("coop: stack overflow in fiber 'written frames' of runtime thread 0 (stack size 128 "
+                                "KiB; caught by the canary below it as the fiber switched away; this stack has no "
+                                "guard region (vm.max_map_count)); raise coop::run_options::stack_size") !=
+             std::string::npos);
+  BOOST_TEST(r.stderr_text.find("neighbour corrupted") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_runaway_recursion_on_a_stack_without_guard_ends_in_the_overflow_message) {
+  if (sanitized) {
+    BOOST_TEST_MESSAGE("skipped under a sanitizer");
+    return;
+  }
+  // It never switches: it runs through every stack below its own until it
+  // meets unmapped memory; the fault handler sees its stack pointer there.
+  auto r = in_child([] {
+    coop::detail::set_stack_guards_for_testing(false, 0);
+    test_support::overflow_beside_a_neighbour<112 * 1024>(coop::run_options{}, "deep recursion", [] {
+      volatile char top = 1;
+      deep(0, &top);
+    });
+  });
+  BOOST_TEST_MESSAGE("child stderr: " << r.stderr_text);
+  BOOST_TEST_INFO("child stderr: " << r.stderr_text);
+  BOOST_TEST(died_of_the_fault(r.status));
+  BOOST_TEST(r.stderr_text.find("coop: stack overflow in fiber 'deep recursion' of runtime thread 0 (stack size 128 "
+                                "KiB; caught at a fault with its stack pointer below the stack; this stack has no "
+                                "guard region (vm.max_map_count))") != std::string::npos);
+  BOOST_TEST(r.stderr_text.find("neighbour corrupted") == std::string::npos);
 }
