@@ -108,7 +108,12 @@ long count_mappings() noexcept {
 
 } // namespace
 
-const std::uint64_t stack_canary_secret = make_canary_secret();
+std::uint64_t stack_canary_secret() noexcept {
+  // Made at first use, not at static initialisation: a runtime started from
+  // another translation unit's static initialiser must not see it change.
+  static const std::uint64_t secret = make_canary_secret();
+  return secret;
+}
 
 void set_stack_guards_for_testing(bool markers, long mprotect_budget) noexcept {
   markers_usable.store(markers, std::memory_order_relaxed);
@@ -129,7 +134,7 @@ stack_pool::~stack_pool() {
 stack_pool::guard_kind stack_pool::protect(void* base) noexcept {
   if (markers_usable.load(std::memory_order_relaxed)) {
     if (::madvise(base, guard_, MADV_GUARD_INSTALL) == 0) return guard_kind::marker;
-    markers_usable.store(false, std::memory_order_relaxed); // EINVAL: the kernel has none
+    if (errno == EINVAL) markers_usable.store(false, std::memory_order_relaxed); // a kernel before 6.13
   }
   if (mprotect_guards.fetch_add(1, std::memory_order_relaxed) < mprotect_budget()) {
     if (::mprotect(base, guard_, PROT_NONE) == 0) return guard_kind::mprotect;
@@ -177,8 +182,9 @@ boost::context::stack_context stack_pool::allocate() {
     // lands in this fiber's own memory first.
     sctx.size = size_ - stack_canary_words * sizeof(std::uint64_t);
     std::uint64_t* canary = canary_of(sctx);
+    const std::uint64_t secret = stack_canary_secret();
     for (std::size_t i = 0; i < stack_canary_words; ++i)
-      canary[i] = stack_canary_secret;
+      canary[i] = secret;
   }
   mapping m{length, guard, 0};
 #ifdef COOP_HAVE_VALGRIND

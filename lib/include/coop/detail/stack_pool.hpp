@@ -17,12 +17,13 @@ namespace coop::detail {
 /// (`check_stack_canary`, coop/detail/fiber_state.hpp) and when the fiber
 /// faults.
 inline constexpr std::size_t stack_canary_words = 8; // one cache line
-extern const std::uint64_t stack_canary_secret;
+std::uint64_t stack_canary_secret() noexcept;
 
 inline bool stack_canary_intact(const std::uint64_t* canary) noexcept {
+  const std::uint64_t secret = stack_canary_secret();
   std::uint64_t changed = 0;
   for (std::size_t i = 0; i < stack_canary_words; ++i)
-    changed |= canary[i] ^ stack_canary_secret;
+    changed |= canary[i] ^ secret;
   return changed == 0;
 }
 
