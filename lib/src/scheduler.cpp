@@ -63,6 +63,10 @@ bool scheduler::in_dispatcher() const noexcept {
 }
 
 context* scheduler::pick_next() noexcept {
+  // The fiber we switch away from (also when !current_known: after a yield
+  // it still is; otherwise a live context, checked harmlessly): if its stack
+  // has no guard region, an overflow ends here, before another fiber runs.
+  check_stack_canary(worker_.current_context);
   std::uint64_t now = ticks();
   const bool visit_due = now - last_reactor_visit_ >= poll_interval_ticks;
   if (visit_due && has_ready_fibers()) {

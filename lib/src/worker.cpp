@@ -25,7 +25,7 @@ worker& require_worker(const char* what) {
 }
 
 worker::worker(const run_options& opts)
-    : stacks(std::make_shared<stack_pool>(opts.stack_size)), options(with_environment(opts)),
+    : stacks(std::make_shared<stack_pool>(opts.stack_size, opts.stack_guard_size)), options(with_environment(opts)),
       delay_report_ticks(static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::nanoseconds>(options.scheduling_delay_threshold).count())) {}
 

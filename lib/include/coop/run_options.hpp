@@ -17,9 +17,16 @@ namespace coop {
 ///   coop::run([] { ... }, opts);
 /// @endcode
 struct run_options {
-  /// Stack size of every fiber (pooled and reused per thread). A guard page
-  /// below each stack turns an overflow into a clear message.
+  /// Stack size of every fiber (pooled and reused per thread). A guard
+  /// region below each stack turns an overflow into a clear message.
   std::size_t stack_size = 128 * 1024;
+
+  /// Size of the inaccessible region below every fiber stack (rounded up to
+  /// whole pages, at least one). A frame bigger than this that is not probed
+  /// page by page (code built without -fstack-clash-protection, which
+  /// coop::coop passes to its consumers) can jump over it. It costs address
+  /// space only, no memory.
+  std::size_t stack_guard_size = 64 * 1024;
 
   /// A fiber that runs this long without yielding (computing, or stuck in a
   /// call that blocks the thread) gets one line on stderr naming it, its

@@ -3,6 +3,7 @@
 
 #include <coop/detail/fiber_locals.hpp>
 #include <coop/detail/op_memory.hpp>
+#include <coop/detail/stack_pool.hpp>
 #include <coop/detail/wait_context.hpp>
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -67,7 +68,24 @@ public:
   /// `coop::fiber_local` values; destroyed when the fiber's function has
   /// returned (`task_base::finish`), what remains with this state.
   fiber_locals locals;
+  /// The canary below the fiber's stack when that has no guard region
+  /// (`stack_pool::last_canary`, set by `launch_fiber`), else nullptr.
+  std::uint64_t* stack_canary = nullptr;
 };
+
+/// Reports an overflow of `fs`'s stack that its canary shows, and ends the
+/// process (SIGABRT).
+[[noreturn]] void stack_canary_broken(const fiber_state& fs) noexcept;
+
+/// Called by `scheduler::pick_next` with the context it switches away from:
+/// when that fiber's stack has no guard region and its canary changed, the
+/// fiber overflowed, and the process ends with a message before any other
+/// fiber runs. For a guarded stack, a null pointer test.
+inline void check_stack_canary(const boost::fibers::context* ctx) noexcept {
+  const auto* fs = ctx ? static_cast<const fiber_state*>(ctx->get_properties()) : nullptr;
+  if (fs && fs->stack_canary && !stack_canary_intact(fs->stack_canary)) [[unlikely]]
+    stack_canary_broken(*fs);
+}
 
 /// The coop state of the running fiber, or nullptr when the calling context is
 /// not a fiber of a coop runtime (a plain thread, a foreign scheduler).

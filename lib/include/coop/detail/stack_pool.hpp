@@ -11,23 +11,46 @@
 
 namespace coop::detail {
 
+/// Canary below a fiber stack that has no guard region: `stack_canary_words`
+/// words of a per-process random value at the stack's lowest addresses,
+/// checked as the scheduler switches away from the fiber
+/// (`check_stack_canary`, coop/detail/fiber_state.hpp) and when the fiber
+/// faults.
+inline constexpr std::size_t stack_canary_words = 8; // one cache line
+std::uint64_t stack_canary_secret() noexcept;
+
+inline bool stack_canary_intact(const std::uint64_t* canary) noexcept {
+  const std::uint64_t secret = stack_canary_secret();
+  std::uint64_t changed = 0;
+  for (std::size_t i = 0; i < stack_canary_words; ++i)
+    changed |= canary[i] ^ secret;
+  return changed == 0;
+}
+
 /// Hands out fiber stacks from `mmap` (an idle fiber costs only the pages it
 /// touched) and caches freed ones so a new fiber starts on warm memory.
 ///
-/// Every stack has an inaccessible guard page below it, in every build type,
-/// so an overflow faults at once instead of corrupting a neighbour; a SIGSEGV
+/// Below every stack lies a guard region of `guard_size` bytes (64 KiB by
+/// default, `run_options::stack_guard_size`), in every build type, so an
+/// overflow faults at once instead of corrupting a neighbour; a SIGSEGV
 /// handler on an alternate signal stack (`install_overflow_handler`) turns
 /// such a fault into a one-line message naming the fiber and the stack size.
-/// A guarded stack costs two memory mappings and Linux allows
-/// `vm.max_map_count` (65,530 by default) per process, so past a budget of a
-/// quarter of that, further stacks come without a guard page (after one
-/// warning on stderr); unguarded anonymous mappings merge and cost nothing.
+/// The region is made inaccessible with `MADV_GUARD_INSTALL` where the kernel
+/// has it (Linux 6.13+: no extra memory mapping), else with `mprotect`, which
+/// costs a second mapping per stack; Linux allows `vm.max_map_count` (65,530
+/// by default) per process, so `mprotect` guards stop at a budget that leaves
+/// a quarter of that (at most 16,384) to the rest of the program, and when
+/// `mprotect` fails because the program's own mappings used them up. A stack
+/// without guard gets a canary instead (`stack_canary_intact`), after one
+/// warning on stderr; the unprotected region under it stays mapped as a
+/// buffer, and such mappings merge and cost no mapping. When even `mmap`
+/// fails, `allocate` throws `boost::system::system_error` saying why.
 /// Stacks are registered with valgrind when the program runs under it.
 ///
 /// Not thread-safe: one pool per runtime thread.
 class stack_pool {
 public:
-  explicit stack_pool(std::size_t stack_size, std::size_t max_cached = 1024);
+  stack_pool(std::size_t stack_size, std::size_t guard_size, std::size_t max_cached = 1024);
   ~stack_pool();
   stack_pool(const stack_pool&) = delete;
   stack_pool& operator=(const stack_pool&) = delete;
@@ -40,6 +63,10 @@ public:
   /// 10 µs a stack (100 ms for 10,000 here).
   void deallocate(boost::context::stack_context& sctx) noexcept;
   std::size_t stack_size() const noexcept { return size_; }
+  std::size_t guard_size() const noexcept { return guard_; }
+  /// The canary of the stack `allocate` returned last, or nullptr when that
+  /// stack has a guard region. `launch_fiber` hands it to the fiber's state.
+  std::uint64_t* last_canary() const noexcept { return last_canary_; }
 
   /// Stacks waiting to be unmapped (`trim`).
   bool has_excess() const noexcept { return !excess_.empty(); }
@@ -48,24 +75,38 @@ public:
   void trim(std::size_t n) noexcept;
   static constexpr std::size_t trim_batch = 32;
 
-  /// True when `addr` lies in the guard page of one of this pool's stacks.
+  /// True when `addr` lies in the guard region of one of this pool's stacks.
   /// Called from the SIGSEGV handler on the pool's own thread.
-  bool in_guard_page(const void* addr) const noexcept;
+  bool in_guard_region(const void* addr) const noexcept;
 
 private:
+  enum class guard_kind : unsigned char { none, marker, mprotect };
   struct mapping {
-    std::size_t length;   ///< bytes mapped, guard page included
-    bool guarded;         ///< the lowest page is PROT_NONE
+    std::size_t length;   ///< bytes mapped, guard region included
+    guard_kind guard;     ///< how the lowest `guard_` bytes are protected
     unsigned valgrind_id; ///< VALGRIND_STACK_REGISTER's id, or 0
   };
   void release(boost::context::stack_context& sctx) noexcept;
+  guard_kind protect(void* base) noexcept;
+  /// A stack without guard: its usable size is `size_` less the canary
+  /// (how `canary_of` tells it from a guarded one).
+  std::uint64_t* canary_of(const boost::context::stack_context& sctx) const noexcept {
+    return sctx.size == size_ ? nullptr : reinterpret_cast<std::uint64_t*>(static_cast<char*>(sctx.sp) - size_);
+  }
 
   std::size_t size_;
+  std::size_t guard_;
   std::size_t max_cached_;
+  std::uint64_t* last_canary_ = nullptr;
   std::vector<boost::context::stack_context> free_;
   std::vector<boost::context::stack_context> excess_; ///< beyond max_cached_: to unmap (still usable)
   std::map<std::uintptr_t, mapping> mappings_;        ///< by the mapping's lowest address
 };
+
+/// For tests: whether stacks may get `MADV_GUARD_INSTALL` guards, and how
+/// many `mprotect` guards the process may hold (negative: the default budget
+/// from vm.max_map_count). Process-wide; affects stacks mapped afterwards.
+void set_stack_guards_for_testing(bool markers, long mprotect_budget) noexcept;
 
 /// Installs (once per process) the SIGSEGV handler that reports fiber stack
 /// overflows, and gives the calling thread an alternate signal stack for it

@@ -105,7 +105,8 @@ template <class Body> void launch_fiber(worker& w, std::shared_ptr<task_base> st
                            keep.reset();
                            w.fiber_finished();
                          });
-  w.adopt(*fs.release()); // the fiber's context owns its properties now
+  fs->stack_canary = w.stacks->last_canary(); // the stack the fiber's constructor just took
+  w.adopt(*fs.release());                     // the fiber's context owns its properties now
   w.fiber_started();
   f.detach();
 }
