@@ -99,7 +99,7 @@ unix_stream unix_connect(std::string_view path, boost::system::error_code& ec) {
 unix_stream unix_connect(std::string_view path) {
   boost::system::error_code ec;
   unix_stream s = unix_connect(path, ec);
-  throw_on_error(ec, "unix_connect");
+  if (ec) throw_on_error(ec, ("coop::net::unix_connect: '" + detail::printable_path(path) + "'").c_str());
   return s;
 }
 

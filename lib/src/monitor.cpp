@@ -35,12 +35,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iomanip>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -72,15 +74,43 @@ void on_sigquit(int) {
 }
 
 /// Writes `text` to stderr in one call, so lines of other threads do not cut into it.
-void to_stderr(const std::string& text) noexcept {
-  const char* p = text.data();
-  std::size_t left = text.size();
+void to_stderr(const char* p, std::size_t left) noexcept {
   while (left > 0) {
     ssize_t n = ::write(STDERR_FILENO, p, left);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return;
     p += n;
     left -= static_cast<std::size_t>(n);
+  }
+}
+
+void to_stderr(const std::string& text) noexcept {
+  to_stderr(text.data(), text.size());
+}
+
+/// Writes a line formatted on the stack, without allocating: what the
+/// watchdog says when one of its reports failed. Diagnostics must never end
+/// a program, and memory running out while a report is made is the usual
+/// way they fail.
+[[gnu::format(printf, 1, 2)]] void say_without_allocating(const char* format, ...) noexcept {
+  char line[512];
+  va_list args;
+  va_start(args, format);
+  int n = std::vsnprintf(line, sizeof line, format, args);
+  va_end(args);
+  if (n > 0) to_stderr(line, std::min(static_cast<std::size_t>(n), sizeof line - 1));
+}
+
+/// Why the report being made failed; call it in a `catch (...)` block.
+const char* why_it_failed() noexcept {
+  try {
+    throw;
+  } catch (const std::bad_alloc&) {
+    return "out of memory";
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception";
   }
 }
 
@@ -110,17 +140,84 @@ struct thread_rows {
   std::vector<fiber_row> fibers;
 };
 
+/// The CPU time the calling thread has used, in ns.
+std::int64_t own_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// See take_registry_hold_stats().
+std::atomic<std::int64_t> longest_hold_cpu_ns{0};
+std::atomic<std::size_t> most_fibers_per_hold{0};
+
+/// Measures one hold of a registry lock, from construction (just after
+/// locking) to `done` (just before unlocking).
+class hold_meter {
+public:
+  hold_meter() noexcept : start_(own_cpu_ns()) {}
+  void done(std::size_t fibers) noexcept {
+    std::int64_t held = own_cpu_ns() - start_;
+    if (held > longest_hold_cpu_ns.load(std::memory_order_relaxed))
+      longest_hold_cpu_ns.store(held, std::memory_order_relaxed);
+    if (fibers > most_fibers_per_hold.load(std::memory_order_relaxed))
+      most_fibers_per_hold.store(fibers, std::memory_order_relaxed);
+  }
+
+private:
+  std::int64_t start_;
+};
+
+/// Fibers copied per hold of a registry lock: about 10 us here, the most
+/// a dump makes its runtime thread wait to spawn or end a fiber (100,000
+/// fibers in one hold took 30-50 ms of CPU).
+constexpr std::size_t registry_batch = 64;
+
+/// Calls `visit(fs)` for every live fiber of `w`, newest first, holding
+/// `w.registry_mutex` for `registry_batch` fibers at a time and calling
+/// `between()` without it before each batch; `visit` returns false to stop.
+/// A fiber that ends meanwhile is skipped (`worker::forget` moves the
+/// cursor past it); one launched meanwhile may be missed. One walk per
+/// worker at a time: the caller holds the watchdog's mutex.
+template <class Visit, class Between> void walk_registry(worker& w, Visit visit, Between between) {
+  for (bool first = true;; first = false) {
+    between();
+    std::lock_guard lk(w.registry_mutex);
+    hold_meter meter;
+    fiber_state* fs = first ? w.fibers : w.registry_cursor;
+    std::size_t n = 0;
+    for (; fs && n < registry_batch; ++n, fs = fs->registry_next)
+      if (!visit(*fs)) {
+        fs = nullptr;
+        break;
+      }
+    w.registry_cursor = fs;
+    meter.done(n);
+    if (!fs) return;
+  }
+}
+
 thread_rows snapshot(worker& w) {
   thread_rows t{&w, w.idle.load(std::memory_order_relaxed), w.running.load(std::memory_order_relaxed), {}};
-  std::lock_guard lk(w.registry_mutex);
-  t.fibers.reserve(w.fiber_count);
-  for (fiber_state* fs = w.fibers; fs; fs = fs->registry_next) {
-    const wait_snapshot& s = fs->snapshot;
-    const char* what = s.what.load(std::memory_order_acquire);
-    t.fibers.push_back({fs->id, fs->name, fs->task, what, s.object.load(std::memory_order_relaxed),
-                        s.fd.load(std::memory_order_relaxed), s.since_ns.load(std::memory_order_relaxed),
-                        s.until.load(std::memory_order_relaxed), s.internal.load(std::memory_order_relaxed)});
+  std::size_t expected;
+  {
+    std::lock_guard lk(w.registry_mutex);
+    expected = w.fiber_count;
   }
+  t.fibers.reserve(expected + registry_batch);
+  walk_registry(
+      w,
+      [&](const fiber_state& fs) {
+        const wait_snapshot& s = fs.snapshot;
+        const char* what = s.what.load(std::memory_order_acquire);
+        t.fibers.push_back({fs.id, fs.name, fs.task, what, s.object.load(std::memory_order_relaxed),
+                            s.fd.load(std::memory_order_relaxed), s.since_ns.load(std::memory_order_relaxed),
+                            s.until.load(std::memory_order_relaxed), s.internal.load(std::memory_order_relaxed)});
+        return true;
+      },
+      [&] { // room for a batch, made without the lock
+        if (t.fibers.capacity() - t.fibers.size() < registry_batch) t.fibers.reserve(2 * t.fibers.capacity());
+      });
   std::reverse(t.fibers.begin(), t.fibers.end()); // oldest first
   return t;
 }
@@ -186,11 +283,38 @@ milliseconds env_ms(const char* name, milliseconds fallback) {
   return milliseconds(v);
 }
 
+// --- Whether a stalled thread ran --------------------------------------------
+
+/// The CPU time thread `t` has used, in ns; -1 when the kernel does not say.
+std::int64_t thread_cpu_ns(pthread_t t) noexcept {
+  clockid_t id{};
+  timespec ts{};
+  if (::pthread_getcpuclockid(t, &id) != 0 || ::clock_gettime(id, &ts) != 0) return -1;
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// The scheduling state of thread `tid` of this process, from
+/// /proc/self/task/<tid>/stat: 'R' runnable (on a CPU or waiting for one),
+/// 'S' or 'D' blocked in the kernel, 'T' or 't' stopped; 0 when unknown.
+char thread_state(int tid) noexcept {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char text[512];
+  ssize_t n = ::read(fd, text, sizeof text - 1);
+  ::close(fd);
+  if (n <= 0) return 0;
+  text[n] = '\0';
+  const char* name_end = std::strrchr(text, ')'); // "tid (name) state ...": the name may hold anything
+  return name_end && name_end[1] == ' ' ? name_end[2] : 0;
+}
+
 // --- Backtraces of stalled threads -------------------------------------------
 
 /// Raw frames kept per capture (coop's signal frames, the stalled code, and
 /// what lies below it down to the fiber's entry), and frames printed at most.
-constexpr std::size_t max_raw_frames = 64;
+constexpr std::size_t max_raw_frames = 128;
 constexpr std::size_t max_printed_frames = 32;
 /// How long the watchdog waits for the stalled thread to take the signal.
 constexpr milliseconds capture_wait{50};
@@ -343,10 +467,15 @@ bool is_entry(const frame_text& f) {
          file_has("/boost/context/");
 }
 
-/// std::invoke and its kin, between a fiber's entry and its function.
-bool is_invoke_machinery(const frame_text& f) {
-  return f.line != 0 && f.file.find("/c++/") != std::string::npos &&
-         (f.function.find("invoke") != std::string::npos || f.function.find("apply") != std::string::npos);
+/// Whether `f`, found below every frame of the program's own, belongs to
+/// the fiber's start: the entry (is_entry), the standard library's
+/// std::invoke, std::apply and std::bind, any of coop's code (a coop
+/// lambda that calls the program's function: task_group, serve...), or
+/// Boost.Context's assembly trampolines and nameless frames.
+bool is_below_fiber_function(const frame_text& f) {
+  auto file_has = [&](const char* part) { return f.line != 0 && f.file.find(part) != std::string::npos; };
+  return is_entry(f) || f.function.starts_with("std::") || f.function.starts_with("coop::") || file_has("/c++/") ||
+         file_has("/include/coop/") || f.function.ends_with("_fcontext") || (f.function.empty() && f.line == 0);
 }
 
 /// A capture copied out of its buffer, to be printed after the watchdog
@@ -354,10 +483,11 @@ bool is_invoke_machinery(const frame_text& f) {
 struct raw_backtrace {
   std::uintptr_t pc = 0; ///< the interrupted instruction
   std::vector<std::uintptr_t> frames;
+  std::string header; ///< the line that says whose stack it is
 };
 
 raw_backtrace copy_of(const stack_capture& c) {
-  raw_backtrace r{c.pc, {}};
+  raw_backtrace r{c.pc, {}, {}};
   for (std::size_t i = 0; i < max_raw_frames && c.frames[i]; ++i)
     r.frames.push_back(reinterpret_cast<std::uintptr_t>(c.frames[i]));
   return r;
@@ -368,8 +498,11 @@ bool is_handler_frame(const frame_text& f) {
   return f.function.find("on_stall_signal") != std::string::npos;
 }
 
-/// The backtrace lines of a capture: from the frame the signal interrupted
-/// (coop's handler frames above it are cut) down to the fiber's entry.
+/// The backtrace block of a capture: its header, then the frames from the
+/// one the signal interrupted (coop's handler frames above it are cut) down
+/// to the program's outermost frame on the stack (the fiber's entry below
+/// it is cut), at most `max_printed_frames` lines: the innermost frames and
+/// the outermost ones, with a line for those left out between.
 std::string format_backtrace(const raw_backtrace& c) {
   const std::size_t count = c.frames.size();
   // The interrupted frame is the one whose address is the interrupted
@@ -388,30 +521,33 @@ std::string format_backtrace(const raw_backtrace& c) {
       for (const frame_text& f : describe(c.frames[i], false))
         if (is_handler_frame(f)) first = std::min(count, i + 2);
   }
-  // The entry is the first Boost.Fiber/coop task frame below code of the
-  // program's: a fiber stalled inside Boost.Fiber (a contended spinlock)
-  // still shows who called it.
   std::vector<frame_text> frames;
-  bool seen_code = false;
-  bool at_entry = false;
-  for (std::size_t i = first; i < count && !at_entry && frames.size() < max_printed_frames; ++i) {
+  for (std::size_t i = first; i < count; ++i) {
     std::uintptr_t pc = c.frames[i];
-    for (frame_text& f : describe(pc, i == first && pc == c.pc)) {
-      bool entry = is_entry(f);
-      if (seen_code && entry) {
-        at_entry = true;
-        break;
-      }
-      seen_code |= !entry;
-      if (frames.size() == max_printed_frames) break;
+    for (frame_text& f : describe(pc, i == first && pc == c.pc))
       frames.push_back(std::move(f));
-    }
   }
-  if (at_entry)
-    while (frames.size() > 1 && is_invoke_machinery(frames.back()))
-      frames.pop_back();
+  // Coop's and Boost.Fiber's frames between the program's stay (a callback
+  // run by a coop or Boost.Fiber call shows the caller's line below them);
+  // what lies below the program's outermost frame is the fiber's entry. A
+  // capture that filled its buffer may not reach it: nothing is cut then.
+  if (count < max_raw_frames) {
+    std::size_t end = frames.size();
+    while (end > 0 && is_below_fiber_function(frames[end - 1]))
+      --end;
+    if (end > 0) frames.resize(end);
+  }
+  const std::size_t outermost = max_printed_frames / 3;
+  const std::size_t innermost = max_printed_frames - 1 - outermost;
   std::ostringstream out;
+  out << c.header;
   for (std::size_t i = 0; i < frames.size(); ++i) {
+    if (frames.size() > max_printed_frames && i == innermost) {
+      std::size_t skipped = frames.size() - innermost - outermost;
+      out << "  ... " << skipped << " frames ...\n";
+      i += skipped - 1;
+      continue;
+    }
     const frame_text& f = frames[i];
     out << "  #" << i << " ";
     if (f.function.empty())
@@ -425,18 +561,20 @@ std::string format_backtrace(const raw_backtrace& c) {
   return out.str();
 }
 
-/// "fiber 12 \"name\"" for a fiber of `w` (its name looked up under the
-/// registry lock), or "a context of Boost.Fiber's" for id 0.
+/// "fiber 12 \"name\"" for a fiber of `w` (its name looked up a few
+/// fibers per hold of the registry lock), or what id 0 stands for.
 std::string fiber_label(worker& w, std::uint64_t id) {
   if (id == 0) return "a context of Boost.Fiber's own (the dispatcher or the thread's main)";
-  std::string who = "fiber " + std::to_string(id);
-  std::lock_guard lk(w.registry_mutex);
-  for (fiber_state* fs = w.fibers; fs; fs = fs->registry_next)
-    if (fs->id == id) {
-      if (!fs->name.empty()) who += " \"" + fs->name + "\"";
-      break;
-    }
-  return who;
+  std::string name;
+  walk_registry(
+      w,
+      [&](const fiber_state& fs) {
+        if (fs.id != id) return true;
+        if (!fs.name.empty()) name = " \"" + fs.name + "\"";
+        return false;
+      },
+      [] {});
+  return "fiber " + std::to_string(id) + name;
 }
 
 /// Converts `scheduler::ticks()` to nanoseconds: the rate is measured
@@ -479,7 +617,13 @@ public:
       if (other->group == w.group) w.group_number = other->group_number;
     if (w.group_number == 0) w.group_number = ++last_group_;
     auto now = clock::now();
-    w.watch = {w.switches.load(std::memory_order_relaxed), now, now, false, false};
+    w.watch = {w.switches.load(std::memory_order_relaxed),
+               now,
+               now,
+               false,
+               false,
+               thread_cpu_ns(w.thread),
+               static_cast<int>(::gettid())};
     workers_.push_back(&w);
     auto& capture = captures_[&w];
     capture = std::make_unique<stack_capture>();
@@ -561,6 +705,8 @@ private:
     std::erase_if(captures_, [this](const auto& c) {
       return std::find(workers_.begin(), workers_.end(), c.first) == workers_.end();
     });
+    for (worker* w : workers_)
+      w->watch.tid = static_cast<int>(::gettid()); // the thread has another id in the child
     mutex_.unlock();
   }
 
@@ -582,6 +728,8 @@ private:
     return static_cast<int>(std::clamp<milliseconds::rep>(p.count(), 5, 1000));
   }
 
+  /// Never lets an exception out (that would end the process): a report
+  /// that fails, memory running out most likely, gives a short line instead.
   void run() {
     for (;;) {
       int timeout;
@@ -598,17 +746,30 @@ private:
         while ((n = ::read(pipe_[0], buf, sizeof buf)) > 0)
           dump_requested |= std::find(buf, buf + n, 'q') != buf + n;
       }
-      if (dump_requested) to_stderr(dump());
+      if (dump_requested) {
+        try {
+          to_stderr(dump());
+        } catch (...) {
+          say_without_allocating("coop: fiber dump (SIGQUIT) dropped: %s\n", why_it_failed());
+        }
+      }
       std::vector<raw_backtrace> backtraces;
-      {
+      try {
         std::lock_guard lk(mutex_);
         look(clock::now());
         backtraces.swap(backtraces_);
         printing_ = !backtraces.empty();
+      } catch (...) {
+        say_without_allocating("coop: watchdog: a look at the runtime threads failed: %s\n", why_it_failed());
       }
       if (backtraces.empty()) continue;
-      for (const raw_backtrace& b : backtraces)
-        to_stderr(format_backtrace(b));
+      for (const raw_backtrace& b : backtraces) {
+        try {
+          to_stderr(format_backtrace(b));
+        } catch (...) {
+          say_without_allocating("%s  (no frames: %s)\n", b.header.c_str(), why_it_failed());
+        }
+      }
       std::lock_guard lk(mutex_);
       printing_ = false;
     }
@@ -628,34 +789,82 @@ private:
     auto switches = w.switches.load(std::memory_order_relaxed);
     bool idle = w.idle.load(std::memory_order_relaxed);
     if (switches != watch.switches) {
-      watch = {switches, now, now, false, false};
+      watch.switches = switches;
+      watch.busy_since = watch.quiet_since = now;
+      watch.busy_since_cpu_ns = thread_cpu_ns(w.thread);
+      watch.stall_reported = watch.deadlock_checked = false;
       return;
     }
     if (idle) {
       watch.busy_since = now;
+      watch.busy_since_cpu_ns = thread_cpu_ns(w.thread);
       watch.stall_reported = false;
       return;
     }
     auto threshold = w.options.stall_threshold;
     if (threshold.count() <= 0 || watch.stall_reported || now - watch.busy_since < threshold) return;
+    // No switch for the threshold, but did the thread run? On a machine with
+    // more runnable threads than CPUs the OS keeps it off its CPU at times:
+    // runnable ('R') yet short of the threshold in CPU time, it waits for a
+    // CPU and its fiber is not to blame (it is looked at again next time).
+    // A thread blocked in the kernel uses no CPU either, but there the fiber
+    // made a call that blocks the thread: a stall.
+    std::int64_t cpu = thread_cpu_ns(w.thread);
+    std::int64_t used = cpu >= 0 && watch.busy_since_cpu_ns >= 0 ? cpu - watch.busy_since_cpu_ns : -1;
+    char state = thread_state(watch.tid);
+    if (state == 'R' && used >= 0 && used < std::chrono::nanoseconds(threshold).count()) return;
     watch.stall_reported = true;
-    report_stall(w, now - watch.busy_since);
+    report_stall(w, now - watch.busy_since, used, state);
   }
 
-  void report_stall(worker& w, clock::duration ran) {
+  /// Reports the stall of `w` (`ran` without a switch, `used_ns` of CPU
+  /// time meanwhile, -1 if unknown; `state` as thread_state()), and asks
+  /// for its backtrace.
+  void report_stall(worker& w, clock::duration ran, std::int64_t used_ns, char state) {
     std::uint64_t id = w.running.load(std::memory_order_relaxed);
-    std::string who = fiber_label(w, id);
     auto ms = std::chrono::duration_cast<milliseconds>(ran).count();
-    std::string line = "coop: stall: ";
-    if (id != 0)
-      line += who + " on runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) +
-              " has run for " + std::to_string(ms) + " ms without yielding";
-    else
-      line += "runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) + " has spent " +
-              std::to_string(ms) + " ms in its scheduler without running a fiber (Asio handlers, fiber clean-up)";
-    line += " (coop::run_options::stall_threshold " + std::to_string(w.options.stall_threshold.count()) + " ms)\n";
-    to_stderr(line); // now: naming the frames may take a while
-    if (auto trace = backtrace_of(w)) backtraces_.push_back(std::move(*trace));
+    std::string who;
+    try {
+      if (id != 0) who = fiber_label(w, id);
+      std::string line = "coop: stall: ";
+      if (id != 0)
+        line += who + " on runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) +
+                " has run for " + std::to_string(ms) + " ms without yielding";
+      else
+        line += "runtime " + std::to_string(w.group_number) + " thread " + std::to_string(w.index) + " has spent " +
+                std::to_string(ms) + " ms in its scheduler without running a fiber (Asio handlers, fiber clean-up)";
+      line += " (coop::run_options::stall_threshold " + std::to_string(w.options.stall_threshold.count()) + " ms)";
+      auto used_ms = used_ns / 1'000'000;
+      if (state == 'S' || state == 'D')
+        line += "; its thread is blocked in a system call";
+      else if (state == 'T' || state == 't')
+        line += "; its thread is stopped (SIGSTOP or a debugger)";
+      else if (state == 'R' && used_ns >= 0 && used_ms < ms * 3 / 4)
+        line += "; on a CPU for " + std::to_string(used_ms) + " ms of them, waiting for one the rest of the time";
+      to_stderr(line + "\n"); // now: naming the frames may take a while
+    } catch (...) {
+      if (id != 0)
+        say_without_allocating("coop: stall: fiber %llu on runtime %u thread %u has run for %lld ms without yielding "
+                               "(no more said: %s)\n",
+                               static_cast<unsigned long long>(id), w.group_number, w.index, static_cast<long long>(ms),
+                               why_it_failed());
+      else
+        say_without_allocating("coop: stall: runtime %u thread %u has spent %lld ms in its scheduler without running "
+                               "a fiber (no more said: %s)\n",
+                               w.group_number, w.index, static_cast<long long>(ms), why_it_failed());
+      return;
+    }
+    try {
+      if (auto trace = backtrace_of(w)) {
+        trace->header = "coop: stall backtrace of " +
+                        (id != 0 ? who + " on runtime " : std::string("the scheduler of runtime ")) +
+                        std::to_string(w.group_number) + " thread " + std::to_string(w.index) + ":\n";
+        backtraces_.push_back(std::move(*trace));
+      }
+    } catch (...) {
+      say_without_allocating("coop: stall backtrace of runtime %u thread %u dropped: %s\n", w.group_number, w.index,
+                             why_it_failed());
+    }
   }
 
   /// Reports the longest scheduling delay the worker's scheduler noted (a
@@ -669,6 +878,10 @@ private:
     auto threshold_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(threshold).count();
     w.delay_report_ticks.store(std::max<std::uint64_t>(1, static_cast<std::uint64_t>(threshold_ns / rate)),
                                std::memory_order_relaxed);
+    if (w.delay_window_start == clock::time_point{}) {
+      w.delay_window_cpu_ns = thread_cpu_ns(w.thread);
+      w.delay_window_start = now;
+    }
     if (w.delay_reported_at != clock::time_point{} && now - w.delay_reported_at < std::chrono::seconds(1)) return;
     std::uint64_t worst = w.worst_delay.exchange(0, std::memory_order_relaxed);
     if (worst == 0) return;
@@ -676,6 +889,19 @@ private:
     std::uint64_t times = w.delays_over.exchange(0, std::memory_order_relaxed);
     auto waited_ms = static_cast<long long>(static_cast<double>(worst) * rate / 1e6);
     if (waited_ms < threshold.count()) return; // counted at 1 GHz before the rate was known
+    // The thread's share of a CPU since the last report: a thread the OS
+    // kept waiting (a loaded machine) delays its fibers too.
+    std::string cpu_note;
+    std::int64_t cpu = thread_cpu_ns(w.thread);
+    if (cpu >= 0 && w.delay_window_cpu_ns >= 0 && now > w.delay_window_start) {
+      auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(now - w.delay_window_start).count();
+      auto share = 100 * (cpu - w.delay_window_cpu_ns) / wall;
+      if (share < 50)
+        cpu_note = "; its thread was on a CPU only " + std::to_string(share) +
+                   "% of the time since the last report: the machine is overloaded";
+    }
+    w.delay_window_cpu_ns = cpu;
+    w.delay_window_start = now;
     w.delay_reported_at = now;
     to_stderr("coop: scheduling delay: " + fiber_label(w, id) + " on runtime " + std::to_string(w.group_number) +
               " thread " + std::to_string(w.index) + " waited " + std::to_string(waited_ms) +
@@ -683,7 +909,8 @@ private:
               " waited " + std::to_string(threshold.count()) +
               " ms or more since the last report): the thread has more ready work than it runs in time; "
               "fibers that compute for long can yield more often or move the work to coop::offload "
-              "(coop::run_options::scheduling_delay_threshold)\n");
+              "(coop::run_options::scheduling_delay_threshold)" +
+              cpu_note + "\n");
   }
 
   /// The stalled thread's stack, captured there by the stall signal and
@@ -711,30 +938,41 @@ private:
   void look_for_deadlock(worker& w, clock::time_point now) {
     auto threshold = w.options.deadlock_threshold;
     if (threshold.count() <= 0 || w.watch.deadlock_checked) return;
-    std::vector<worker*> group;
-    for (worker* other : workers_) {
-      if (other->group != w.group) continue;
-      if (!other->idle.load(std::memory_order_relaxed) || now - other->watch.quiet_since < threshold) return;
-      group.push_back(other);
-    }
-    for (worker* member : group)
-      member->watch.deadlock_checked = true;
-    std::vector<thread_rows> rows;
-    std::size_t fibers = 0;
-    for (worker* member : group) {
-      rows.push_back(snapshot(*member));
-      for (const auto& f : rows.back().fibers) {
-        if (!f.what || !f.internal || f.until != no_deadline.time_since_epoch().count()) return;
-        ++fibers;
-      }
-    }
-    if (fibers == 0) return;
+    for (worker* other : workers_)
+      if (other->group == w.group &&
+          (!other->idle.load(std::memory_order_relaxed) || now - other->watch.quiet_since < threshold))
+        return;
+    for (worker* member : workers_)
+      if (member->group == w.group) member->watch.deadlock_checked = true;
     auto waited = std::chrono::duration_cast<milliseconds>(threshold).count();
-    to_stderr("coop: possible deadlock: every fiber of runtime " + std::to_string(w.group_number) +
-              " has waited at least " + std::to_string(waited) +
-              " ms on channels, locks, events or joins that no I/O, timer, signal or offloaded job can end; "
-              "only another fiber or thread could wake them (coop::run_options::deadlock_threshold)\n" +
-              format_dump(rows));
+    bool deadlocked = false;
+    try {
+      std::vector<thread_rows> rows;
+      std::size_t fibers = 0;
+      for (worker* member : workers_) {
+        if (member->group != w.group) continue;
+        rows.push_back(snapshot(*member));
+        for (const auto& f : rows.back().fibers) {
+          if (!f.what || !f.internal || f.until != no_deadline.time_since_epoch().count()) return;
+          ++fibers;
+        }
+      }
+      if (fibers == 0) return;
+      deadlocked = true;
+      to_stderr("coop: possible deadlock: every fiber of runtime " + std::to_string(w.group_number) +
+                " has waited at least " + std::to_string(waited) +
+                " ms on channels, locks, events or joins that no I/O, timer, signal or offloaded job can end; "
+                "only another fiber or thread could wake them (coop::run_options::deadlock_threshold)\n" +
+                format_dump(rows));
+    } catch (...) {
+      if (deadlocked)
+        say_without_allocating("coop: possible deadlock: every fiber of runtime %u has waited at least %lld ms on "
+                               "coop primitives (no more said: %s)\n",
+                               w.group_number, static_cast<long long>(waited), why_it_failed());
+      else
+        say_without_allocating("coop: the deadlock check of runtime %u, quiet for %lld ms, failed: %s\n",
+                               w.group_number, static_cast<long long>(waited), why_it_failed());
+    }
   }
 
   std::mutex mutex_;
@@ -767,6 +1005,10 @@ void watch_worker(worker& w) {
 
 void unwatch_worker(worker& w) noexcept {
   watchdog::instance().remove(w);
+}
+
+registry_hold_stats take_registry_hold_stats() noexcept {
+  return {longest_hold_cpu_ns.exchange(0), most_fibers_per_hold.exchange(0)};
 }
 
 } // namespace coop::detail

@@ -33,7 +33,8 @@ basic_listener<Protocol>::basic_listener(std::string_view path,
   keep_io_ = detail::keep_io_alive(acceptor_.get_executor());
   boost::system::error_code ec;
   endpoint_type endpoint = detail::local_endpoint_for(path, ec);
-  if (ec) throw boost::system::system_error(ec, "coop::net::unix_listener: path '" + std::string(path) + "'");
+  if (ec)
+    throw boost::system::system_error(ec, "coop::net::unix_listener: path '" + detail::printable_path(path) + "'");
   const bool has_file = !detail::is_abstract_path(path);
   if (has_file && options.remove_stale_socket) detail::remove_if_stale_socket(endpoint.path());
   try {
@@ -56,14 +57,21 @@ void basic_listener<Protocol>::listen(const endpoint_type& endpoint, const liste
       acceptor_.set_option(reuse_port(true));
     }
     acceptor_.bind(endpoint);
+    acceptor_.listen(options.backlog);
   } else {
-    acceptor_.bind(endpoint);
+    // Errors name the path: a program with several sockets tells which failed.
+    boost::system::error_code ec;
+    const std::string path = endpoint.path();
+    acceptor_.bind(endpoint, ec);
+    if (ec)
+      throw boost::system::system_error(ec, "coop::net::unix_listener: bind '" + detail::printable_path(path) + "'");
     // From here on the file is ours (removed on close or destruction, also
     // when listen() below fails).
-    const std::string path = endpoint.path();
     if (!detail::is_abstract_path(path)) file_ = detail::socket_file(path);
+    acceptor_.listen(options.backlog, ec);
+    if (ec)
+      throw boost::system::system_error(ec, "coop::net::unix_listener: listen '" + detail::printable_path(path) + "'");
   }
-  acceptor_.listen(options.backlog);
 }
 
 template <class Protocol>

@@ -4,18 +4,90 @@
 #include "child.hpp"
 #include "support.hpp"
 
+#include <coop/detail/monitor.hpp>
+
+#include <boost/fiber/future.hpp>
+
+#include <sched.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <memory>
+#include <new>
 #include <optional>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
+
+// --- operator new that fails on demand ---------------------------------------
+// For the_watchdog_survives_running_out_of_memory_while_it_reports: while
+// `fail_foreign_allocations` is set, every thread that has not set
+// `may_allocate` gets std::bad_alloc from operator new (in that test's child,
+// the watchdog thread). Otherwise malloc and free, in every form, so that
+// AddressSanitizer sees each pair match.
+namespace {
+
+std::atomic<bool> fail_foreign_allocations{false};
+thread_local bool may_allocate = false;
+
+void* allocate(std::size_t n) {
+  if (fail_foreign_allocations.load(std::memory_order_relaxed) && !may_allocate) throw std::bad_alloc();
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+
+void* allocate(std::size_t n, const std::nothrow_t&) noexcept {
+  try {
+    return allocate(n);
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+} // namespace
+
+void* operator new(std::size_t n) {
+  return allocate(n);
+}
+void* operator new[](std::size_t n) {
+  return allocate(n);
+}
+void* operator new(std::size_t n, const std::nothrow_t& tag) noexcept {
+  return allocate(n, tag);
+}
+void* operator new[](std::size_t n, const std::nothrow_t& tag) noexcept {
+  return allocate(n, tag);
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -48,10 +120,20 @@ coop::run_options quiet_options() {
   return opts;
 }
 
-/// Runs the calling thread for `d` without yielding.
-void spin_for(std::chrono::milliseconds d) {
-  auto end = std::chrono::steady_clock::now() + d;
-  while (std::chrono::steady_clock::now() < end) {
+/// CPU time used by the calling thread.
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+/// Runs the calling thread without yielding until it has computed for `d`
+/// (CPU time: on a loaded machine the fiber still computes that long, which
+/// is what a stall report counts), or 20 s have passed.
+void spin_for(std::chrono::nanoseconds d) {
+  auto end = thread_cpu_time() + d;
+  auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (thread_cpu_time() < end && std::chrono::steady_clock::now() < give_up) {
   }
 }
 
@@ -81,19 +163,79 @@ bool stall_signal_handled() {
 }
 
 /// Keeps a runtime thread busy until the watchdog has had time to report a
-/// 100 ms stall with a backtrace: at least 400 ms, and 300 ms after the
-/// stall signal's handler is there (it is installed just before the first
-/// signal is sent), 5 s at most, so a slow watchdog on a loaded machine
-/// still finds the fiber stalled.
+/// 100 ms stall with a backtrace: at least 400 ms of computing, and 300 ms
+/// after the stall signal's handler is there (it is installed just before
+/// the first signal is sent), 5 s at most, so a slow watchdog on a loaded
+/// machine still finds the fiber stalled.
 void stall_until_reported() {
   auto start = std::chrono::steady_clock::now();
+  auto start_cpu = thread_cpu_time();
   auto handled = std::chrono::steady_clock::time_point::max();
   for (;;) {
     auto now = std::chrono::steady_clock::now();
     if (handled == std::chrono::steady_clock::time_point::max() && stall_signal_handled()) handled = now;
-    if (now - start >= 5s || (now - start >= 400ms && now - handled >= 300ms)) return;
+    if (now - start >= 5s || (thread_cpu_time() - start_cpu >= 400ms && now - handled >= 300ms)) return;
   }
 }
+
+/// Keeps a runtime thread busy until `done()`, or 20 s.
+void stall_until(const std::function<bool()>& done) {
+  auto give_up = std::chrono::steady_clock::now() + 20s;
+  while (!done() && std::chrono::steady_clock::now() < give_up) {
+  }
+}
+
+/// In a child process: stderr goes through a pipe that a thread reads and
+/// passes on, so that the child can wait for lines of its own stderr (a
+/// stall's backtrace, printed once the stall was captured): `seen(i)` is
+/// true once a line held both strings of `wanted[i]`. Lock-free for the
+/// threads that ask. Restores stderr when destroyed.
+class stderr_watch {
+public:
+  explicit stderr_watch(std::vector<std::pair<std::string, std::string>> wanted)
+      : wanted_(std::move(wanted)), seen_(new std::atomic<bool>[wanted_.size()]) {
+    for (std::size_t i = 0; i < wanted_.size(); ++i)
+      seen_[i] = false;
+    int fds[2];
+    if (::pipe(fds) != 0) std::_Exit(5);
+    original_ = ::dup(STDERR_FILENO);
+    ::dup2(fds[1], STDERR_FILENO);
+    ::close(fds[1]);
+    reader_ = std::thread([this, in = fds[0]] {
+      std::string line;
+      char buf[4096];
+      for (ssize_t n; (n = ::read(in, buf, sizeof buf)) > 0;) {
+        [[maybe_unused]] auto ignored = ::write(original_, buf, static_cast<std::size_t>(n));
+        for (char c : std::string_view(buf, static_cast<std::size_t>(n))) {
+          if (c != '\n') {
+            line += c;
+            continue;
+          }
+          for (std::size_t i = 0; i < wanted_.size(); ++i)
+            if (line.find(wanted_[i].first) != std::string::npos && line.find(wanted_[i].second) != std::string::npos)
+              seen_[i] = true;
+          line.clear();
+        }
+      }
+      ::close(in);
+    });
+  }
+  ~stderr_watch() {
+    ::dup2(original_, STDERR_FILENO); // the pipe's last write end: the reader sees its end
+    reader_.join();
+    ::close(original_);
+  }
+  stderr_watch(const stderr_watch&) = delete;
+  stderr_watch& operator=(const stderr_watch&) = delete;
+
+  bool seen(std::size_t i) const noexcept { return seen_[i].load(); }
+
+private:
+  std::vector<std::pair<std::string, std::string>> wanted_;
+  std::unique_ptr<std::atomic<bool>[]> seen_;
+  int original_ = -1;
+  std::thread reader_;
+};
 
 int count_of(const std::string& text, const std::string& what) {
   int n = 0;
@@ -113,6 +255,33 @@ namespace diagnostics_test {
 [[gnu::noinline]] void hog_stalls_here() {
   stall_until_reported();
   asm volatile("" ::: "memory"); // keeps the frame: no tail call
+}
+
+/// Stalls in a callback that a Boost.Fiber call runs: the frames between
+/// the two are Boost.Fiber's (packaged_task, task_object).
+[[gnu::noinline]] void callback_stalls_here() {
+  stall_until_reported();
+  asm volatile("" ::: "memory");
+}
+
+[[gnu::noinline]] void caller_of_the_callback() {
+  boost::fibers::packaged_task<void()> job(&callback_stalls_here);
+  auto done = job.get_future();
+  job();
+  done.get();
+  asm volatile("" ::: "memory");
+}
+
+/// Two functions that stall at the same time on two runtime threads, until
+/// `done()` (20 s at most).
+[[gnu::noinline]] void left_stalls_here(const std::function<bool()>& done) {
+  stall_until(done);
+  asm volatile("" ::: "memory");
+}
+
+[[gnu::noinline]] void right_stalls_here(const std::function<bool()>& done) {
+  stall_until(done);
+  asm volatile("" ::: "memory");
 }
 
 } // namespace diagnostics_test
@@ -272,40 +441,48 @@ BOOST_AUTO_TEST_CASE(a_300ms_stall_is_reported_with_the_fiber_name) {
                         std::regex(R"(coop: stall: fiber \d+ "hog" on runtime \d+ thread 0 has run for )"
                                    R"((\d+) ms without yielding \(coop::run_options::stall_threshold 100 ms\))")));
   BOOST_TEST(std::stoi(m[1].str()) >= 100);
-  BOOST_TEST(count_of(r.stderr_text, "coop: stall") == 1); // one report per stall
+  BOOST_TEST(count_of(r.stderr_text, "coop: stall: ") == 1); // one report per stall
 }
 
-/// The backtrace lines that follow the stall report of fiber `name` ("" when there are none).
-std::string backtrace_after_report(const std::string& text, const std::string& name) {
+/// The backtrace printed for the stall of fiber `name`: the lines below its
+/// labelled header ("" when there is none).
+std::string backtrace_of_fiber(const std::string& text, const std::string& name) {
   std::smatch m;
   if (!std::regex_search(text, m,
-                         std::regex("coop: stall: fiber \\d+ \"" + name + R"(" [^\n]*\n((  #\d+ [^\n]*\n)*))")))
+                         std::regex("coop: stall backtrace of fiber \\d+ \"" + name +
+                                    R"(" on runtime \d+ thread \d+:\n((  (#\d+|\.\.\.) [^\n]*\n)*))")))
     return {};
   return m[1].str();
 }
 
-BOOST_AUTO_TEST_CASE(a_stall_report_shows_the_stalled_fibers_backtrace) {
-  if (skip_runtime_in_child()) return;
-  coop::run([] {}); // the watchdog runs in this process before the fork
-  auto r = in_child([] {
+/// Runs `body` in a fiber named "hog" in a child, with stall reports at
+/// 100 ms and their backtraces.
+test_support::child_outcome stall_of_a_hog(void (*body)()) {
+  return in_child([body] {
     ::unsetenv("COOP_STALL_MS");
     ::unsetenv("COOP_STALL_BACKTRACE");
     auto opts = quiet_options();
     opts.stall_threshold = 100ms;
     coop::run(
-        [] {
-          auto hog = coop::spawn([] {
+        [body] {
+          auto hog = coop::spawn([body] {
             coop::this_fiber::set_name("hog");
-            diagnostics_test::hog_stalls_here();
+            body();
           });
           hog.join();
         },
         opts);
   });
+}
+
+BOOST_AUTO_TEST_CASE(a_stall_report_shows_the_stalled_fibers_backtrace) {
+  if (skip_runtime_in_child()) return;
+  coop::run([] {}); // the watchdog runs in this process before the fork
+  auto r = stall_of_a_hog(&diagnostics_test::hog_stalls_here);
   BOOST_TEST_MESSAGE(r.stderr_text);
   BOOST_TEST(exited_cleanly(r));
-  BOOST_TEST(count_of(r.stderr_text, "coop: stall") == 1);
-  std::string frames = backtrace_after_report(r.stderr_text, "hog");
+  BOOST_TEST(count_of(r.stderr_text, "coop: stall: ") == 1);
+  std::string frames = backtrace_of_fiber(r.stderr_text, "hog");
   // The function that stalls, by name; with libbacktrace also its file and line.
 #ifdef COOP_TEST_HAVE_LIBBACKTRACE
   BOOST_TEST(
@@ -564,4 +741,282 @@ BOOST_AUTO_TEST_CASE(no_deadlock_report_while_a_timer_or_io_can_end_a_wait) {
   });
   BOOST_TEST(exited_cleanly(r));
   BOOST_TEST(r.stderr_text.find("deadlock") == std::string::npos, r.stderr_text);
+}
+
+BOOST_AUTO_TEST_CASE(a_stall_backtrace_goes_through_boost_fiber_frames_down_to_the_users_caller) {
+  // The frames of the callback, then Boost.Fiber's, then the user's function
+  // that made the call: the line that led to the stall. Only the fiber's
+  // entry, below it, is cut.
+  if (skip_runtime_in_child()) return;
+  coop::run([] {});
+  auto r = stall_of_a_hog(&diagnostics_test::caller_of_the_callback);
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  std::string frames = backtrace_of_fiber(r.stderr_text, "hog");
+  auto callback = frames.find("diagnostics_test::callback_stalls_here()");
+  auto through = frames.find("boost::fibers::");
+  auto caller = frames.find("diagnostics_test::caller_of_the_callback()");
+  BOOST_TEST(callback != std::string::npos, frames);
+  BOOST_TEST(through != std::string::npos, frames);
+  BOOST_TEST(caller != std::string::npos, frames);
+  BOOST_TEST((callback < through && through < caller), frames); // innermost first
+#ifdef COOP_TEST_HAVE_LIBBACKTRACE
+  BOOST_TEST(
+      matches(frames, R"(\n  #\d+ diagnostics_test::caller_of_the_callback\(\) at [^\n]*diagnostics_test\.cpp:\d+\n)"),
+      frames);
+#endif
+  BOOST_TEST(frames.find("boost::context::") == std::string::npos, frames); // the entry is cut
+  BOOST_TEST(frames.find("task_state") == std::string::npos, frames);
+}
+
+BOOST_AUTO_TEST_CASE(two_stalls_at_once_give_two_labelled_backtraces) {
+  if (skip_runtime_in_child()) return;
+  coop::run([] {});
+  auto r = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    ::unsetenv("COOP_STALL_BACKTRACE");
+    auto opts = quiet_options();
+    opts.stall_threshold = 100ms;
+    // Each fiber stalls until its backtrace is out: the watchdog may be
+    // busy naming the other's frames when this one's stall becomes due.
+    stderr_watch watch({{"coop: stall backtrace of", "\"left\""}, {"coop: stall backtrace of", "\"right\""}});
+    coop::runtime rt(2, opts);
+    auto left = rt.spawn_on(0, [&] {
+      coop::this_fiber::set_name("left");
+      diagnostics_test::left_stalls_here([&] { return watch.seen(0); });
+    });
+    auto right = rt.spawn_on(1, [&] {
+      coop::this_fiber::set_name("right");
+      diagnostics_test::right_stalls_here([&] { return watch.seen(1); });
+    });
+    left.join();
+    right.join();
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  BOOST_TEST(count_of(r.stderr_text, "coop: stall: fiber") == 2);
+  BOOST_TEST(matches(r.stderr_text, R"(coop: stall backtrace of fiber \d+ "left" on runtime \d+ thread 0:\n)"));
+  BOOST_TEST(matches(r.stderr_text, R"(coop: stall backtrace of fiber \d+ "right" on runtime \d+ thread 1:\n)"));
+  std::string left = backtrace_of_fiber(r.stderr_text, "left");
+  std::string right = backtrace_of_fiber(r.stderr_text, "right");
+  BOOST_TEST(left.find("left_stalls_here") != std::string::npos, left);
+  BOOST_TEST(left.find("right_stalls_here") == std::string::npos, left);
+  BOOST_TEST(right.find("right_stalls_here") != std::string::npos, right);
+  BOOST_TEST(right.find("left_stalls_here") == std::string::npos, right);
+}
+
+/// Pins the calling thread to `cpu`.
+bool pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return ::sched_setaffinity(0, sizeof set, &set) == 0;
+}
+
+BOOST_AUTO_TEST_CASE(no_stall_report_while_the_os_keeps_the_thread_off_its_cpu) {
+  // On an overloaded machine (load 3 to 80 on 2 CPUs) the OS preempts a
+  // runtime thread in the middle of a fiber that computes for microseconds
+  // at a time: no switch for 100 ms, yet the fiber did not run. Made
+  // deterministic here: the runtime thread runs at nice 19 on the CPU of a
+  // thread that spins at nice 0, so it gets about 1.5% of that CPU, in
+  // slices far apart, while its fiber computes 20 us at a time and yields.
+  if (skip_runtime_in_child()) return;
+  coop::run([] {});
+  auto r = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    auto opts = quiet_options();
+    opts.stall_threshold = 20ms;
+    coop::run(
+        [] {
+          coop::this_fiber::set_name("polite");
+          cpu_set_t allowed;
+          CPU_ZERO(&allowed);
+          ::sched_getaffinity(0, sizeof allowed, &allowed);
+          int cpu = 0;
+          while (cpu < CPU_SETSIZE - 1 && !CPU_ISSET(cpu, &allowed))
+            ++cpu;
+          std::atomic<bool> stop{false};
+          std::thread hog([&] {
+            pin_to(cpu);
+            while (!stop.load(std::memory_order_relaxed)) {
+            }
+          });
+          bool set_up = pin_to(cpu) && ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19) == 0;
+          auto start = std::chrono::steady_clock::now();
+          auto last = start;
+          std::chrono::steady_clock::duration longest_gap{};
+          while (last - start < 1500ms) {
+            spin_for(20us);
+            coop::this_fiber::yield();
+            auto now = std::chrono::steady_clock::now();
+            longest_gap = std::max(longest_gap, now - last);
+            last = now;
+          }
+          stop = true;
+          hog.join();
+          std::fprintf(
+              stderr, "set up: %d, longest gap between two yields: %lld ms\n", set_up ? 1 : 0,
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(longest_gap).count()));
+        },
+        opts);
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  std::smatch m;
+  BOOST_REQUIRE(
+      std::regex_search(r.stderr_text, m, std::regex(R"(set up: (\d), longest gap between two yields: (\d+) ms)")));
+  BOOST_TEST(m[1].str() == "1");
+  BOOST_TEST(std::stoi(m[2].str()) >= 60); // the thread was kept off its CPU for 3 thresholds and more
+  BOOST_TEST(r.stderr_text.find("coop: stall") == std::string::npos, r.stderr_text);
+}
+
+BOOST_AUTO_TEST_CASE(a_stall_in_a_call_that_blocks_the_thread_is_still_reported) {
+  // A thread blocked in the kernel uses no CPU either, but that is a stall
+  // of the fiber's own making: the report says so.
+  if (skip_runtime_in_child()) return;
+  coop::run([] {});
+  auto r = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    ::setenv("COOP_STALL_BACKTRACE", "0", 1);
+    auto opts = quiet_options();
+    opts.stall_threshold = 100ms;
+    coop::run(
+        [] {
+          coop::this_fiber::set_name("sleeper");
+          timespec ts{0, 400'000'000};
+          while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+          }
+        },
+        opts);
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  BOOST_TEST(count_of(r.stderr_text, "coop: stall: fiber") == 1);
+  BOOST_TEST(
+      matches(r.stderr_text, R"(coop: stall: fiber \d+ "sleeper" [^\n]*; its thread is blocked in a system call\n)"),
+      r.stderr_text);
+}
+
+BOOST_AUTO_TEST_CASE(the_watchdog_survives_running_out_of_memory_while_it_reports) {
+  // Every report of the watchdog thread (a stall, the dump on SIGQUIT, a
+  // deadlock warning and its dump) fails to allocate: each gives a short
+  // line instead, and the program goes on.
+  if (skip_runtime_in_child()) return;
+  coop::run([] {});
+  auto r = in_child([] {
+    ::unsetenv("COOP_STALL_MS");
+    ::unsetenv("COOP_DEADLOCK_MS");
+    may_allocate = true; // this thread; the watchdog thread is not allowed
+    fail_foreign_allocations = true;
+    auto opts = quiet_options();
+    opts.stall_threshold = 100ms;
+    opts.deadlock_threshold = 200ms;
+    opts.dump_on_sigquit = true;
+    coop::channel<int> ch(0);
+    std::thread rescuer([&] {
+      may_allocate = true;
+      std::this_thread::sleep_for(1500ms);
+      ch.push(1);
+    });
+    coop::run(
+        [&] {
+          spin_for(300ms); // a stall
+          ::raise(SIGQUIT);
+          coop::sleep_for(100ms);
+          auto stuck = coop::spawn([&] { ch.pop(); }); // a deadlock, until the rescuer pushes
+          stuck.join();
+        },
+        opts);
+    rescuer.join();
+    fail_foreign_allocations = false;
+    std::fprintf(stderr, "still here\n");
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r), "status " << r.status);
+  BOOST_TEST(r.stderr_text.find("still here") != std::string::npos);
+  BOOST_TEST(matches(r.stderr_text, R"(coop: stall: fiber \d+ on runtime \d+ thread 0 has run for \d+ ms without )"
+                                    R"(yielding \(no more said: out of memory\)\n)"),
+             r.stderr_text);
+  BOOST_TEST(matches(r.stderr_text, R"(coop: fiber dump \(SIGQUIT\) dropped: out of memory\n)"), r.stderr_text);
+  BOOST_TEST(matches(r.stderr_text, R"(coop: (possible deadlock: every fiber of runtime \d+ [^\n]*\(no more said: )"
+                                    R"(out of memory\)|the deadlock check of runtime \d+, quiet for 200 ms, failed: )"
+                                    R"(out of memory)\n)"),
+             r.stderr_text);
+}
+
+BOOST_AUTO_TEST_CASE(a_dump_of_100000_fibers_keeps_the_registry_lock_only_briefly) {
+  // The dump copies each thread's fibers under that thread's registry lock,
+  // which the thread takes to spawn a fiber and to end one. Copying 100,000
+  // fibers in one hold kept the runtime thread from spawning (and so from
+  // its timers) for tens of milliseconds; in batches, each hold is short.
+  // The hold is measured in CPU time of the dumping thread, which a loaded
+  // machine does not stretch. The runtime thread's worst delays are printed.
+  if (skip_runtime_in_child()) return;
+#ifdef __SANITIZE_ADDRESS__
+  constexpr int fibers = 20'000;
+#else
+  constexpr int fibers = many_fibers(100'000);
+#endif
+  auto r = in_child([] {
+    auto opts = quiet_options();
+    opts.stack_size = 16 * 1024;
+    coop::run(
+        [] {
+          coop::event go;
+          coop::task_group group;
+          for (int i = 0; i < fibers; ++i) {
+            group.spawn([&go] { go.wait(); });
+            if (i % 1000 == 0) coop::this_fiber::yield();
+          }
+          coop::this_fiber::yield(); // every fiber parked
+          coop::detail::take_registry_hold_stats();
+          std::atomic<bool> stop{false};
+          std::atomic<int> dumps{0};
+          std::atomic<std::int64_t> dump_ns{0};
+          std::thread dumper([&] {
+            while (!stop.load()) {
+              auto start = std::chrono::steady_clock::now();
+              std::ostringstream out;
+              coop::dump_fibers(out);
+              dump_ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start)
+                             .count();
+              ++dumps;
+            }
+          });
+          using clock = std::chrono::steady_clock;
+          clock::duration worst_spawn{}, worst_timer{};
+          auto give_up = clock::now() + 60s;
+          while (dumps.load() < 3 && clock::now() < give_up) {
+            auto t0 = clock::now();
+            coop::spawn([] {}).join();
+            auto t1 = clock::now();
+            coop::sleep_for(1ms);
+            auto t2 = clock::now();
+            worst_spawn = std::max(worst_spawn, t1 - t0);
+            worst_timer = std::max(worst_timer, t2 - t1 - 1ms);
+          }
+          stop = true;
+          dumper.join();
+          auto hold = coop::detail::take_registry_hold_stats();
+          auto us = [](clock::duration d) {
+            return static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+          };
+          std::fprintf(stderr,
+                       "longest hold: %lld us of CPU, %zu fibers; worst spawn %lld us, worst timer lateness %lld us; "
+                       "%d dumps, %lld ms each\n",
+                       static_cast<long long>(hold.cpu_ns / 1000), hold.fibers, us(worst_spawn), us(worst_timer),
+                       dumps.load(), static_cast<long long>(dump_ns.load() / std::max(1, dumps.load()) / 1'000'000));
+          go.set();
+          group.join();
+        },
+        opts);
+  });
+  BOOST_TEST_MESSAGE(r.stderr_text);
+  BOOST_TEST(exited_cleanly(r));
+  std::smatch m;
+  BOOST_REQUIRE(std::regex_search(r.stderr_text, m, std::regex(R"(longest hold: (\d+) us of CPU, (\d+) fibers;)")));
+  BOOST_TEST(std::stoll(m[2].str()) >= 1); // dumps ran
+  // One hold of 100,000 took 32-54 ms of CPU on a loaded machine; a batch
+  // takes about 10 us, and up to 1 ms with load 13 on 2 CPUs.
+  BOOST_TEST(std::stoll(m[1].str()) < 5'000);
 }

@@ -240,6 +240,36 @@ COOP_TEST_CASE(connect_errors_are_errors) {
   BOOST_CHECK_THROW(unix_listener(std::string(200, 'p')), boost::system::system_error);
 }
 
+/// The what() of the system_error that `fn` throws ("" when it throws none).
+template <class F> std::string error_text(F fn) {
+  try {
+    fn();
+  } catch (const boost::system::system_error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+COOP_TEST_CASE(bind_and_connect_errors_name_the_path) {
+  temp_dir dir;
+  const std::string missing = dir / "nothing-here.sock";
+  std::string text = error_text([&] { unix_connect(missing); });
+  BOOST_TEST(text.find("'" + missing + "'") != std::string::npos, text);
+
+  const std::string unheard = abstract_name(); // nobody listens on it: refused
+  text = error_text([&] { unix_connect(unheard); });
+  BOOST_TEST(text.find("'" + unheard + "'") != std::string::npos, text);
+
+  const std::string no_dir = dir / "no-such-dir/x.sock";
+  text = error_text([&] { unix_listener l(no_dir); });
+  BOOST_TEST(text.find("bind '" + no_dir + "'") != std::string::npos, text);
+
+  const std::string taken = abstract_name();
+  unix_listener first(taken);
+  text = error_text([&] { unix_listener second(std::string(1, '\0') + taken.substr(1)); });
+  BOOST_TEST(text.find("bind '" + taken + "'") != std::string::npos, text); // '\0' shown as '@'
+}
+
 COOP_TEST_CASE(abstract_names_work_and_leave_no_file) {
   temp_dir dir;
   const std::string name = abstract_name();

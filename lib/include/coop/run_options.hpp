@@ -31,7 +31,10 @@ struct run_options {
   /// A fiber that runs this long without yielding (computing, or stuck in a
   /// call that blocks the thread) gets one line on stderr naming it, its
   /// runtime thread and how long it ran, and a backtrace of the thread where
-  /// one can be taken. The environment variable `COOP_STALL_MS` overrides it;
+  /// one can be taken. Time the OS kept a runnable thread off its CPU (an
+  /// overloaded machine) does not count: such a thread is reported once its
+  /// fiber has computed for the threshold; a thread blocked in a system call
+  /// is reported as such. The environment variable `COOP_STALL_MS` overrides it;
   /// 0 turns the reports off. Cost on the hot path: two relaxed stores per
   /// fiber switch; a process-wide watchdog thread looks every threshold / 2.
   std::chrono::milliseconds stall_threshold{100};

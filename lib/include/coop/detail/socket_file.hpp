@@ -23,6 +23,13 @@ inline bool is_abstract_path(std::string_view path) noexcept {
   return !path.empty() && (path.front() == '\0' || path.front() == '@');
 }
 
+/// `path` as error messages show it: an abstract name with '@' for its '\0'.
+inline std::string printable_path(std::string_view path) {
+  std::string p(path);
+  if (!p.empty() && p.front() == '\0') p.front() = '@';
+  return p;
+}
+
 /// Removes the socket file at `path` when it is a socket that nobody listens
 /// on any more (a connect is refused). Leaves anything else alone.
 void remove_if_stale_socket(const std::string& path) noexcept;

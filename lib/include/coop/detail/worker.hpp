@@ -28,6 +28,10 @@ struct worker_watch {
   steady_time quiet_since{}; ///< when `switches` last changed
   bool stall_reported = false;
   bool deadlock_checked = false;
+  /// The thread's CPU time at `busy_since` in ns (-1: unknown), and its
+  /// kernel thread id: a thread the OS kept off its CPU is not stalled.
+  std::int64_t busy_since_cpu_ns = -1;
+  int tid = 0;
 };
 
 /// A runtime thread. Created on the thread it serves and used only there,
@@ -82,10 +86,18 @@ struct worker {
   /// set by the watchdog once it has measured the tick rate.
   std::atomic<std::uint64_t> delay_report_ticks{0};
   steady_time delay_reported_at{}; ///< the last scheduling delay report (watchdog only)
+  /// The thread's CPU time (ns, -1: unknown) at `delay_window_start`, the
+  /// last report or the first look (watchdog only).
+  std::int64_t delay_window_cpu_ns = -1;
+  steady_time delay_window_start{};
   pthread_t thread{};
   std::mutex registry_mutex;
   fiber_state* fibers = nullptr; ///< live coop fibers, newest first
   std::size_t fiber_count = 0;
+  /// Where the diagnostics' walk over `fibers` resumes after letting go of
+  /// `registry_mutex` (monitor.cpp, `walk_registry`); `forget` moves it past
+  /// a fiber that ends meanwhile.
+  fiber_state* registry_cursor = nullptr;
   worker_watch watch;
 
   /// Registers a fiber launched on this worker (on its thread); the

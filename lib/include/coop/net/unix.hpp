@@ -22,7 +22,8 @@ using unix_stream = basic_stream<boost::asio::local::stream_protocol>;
 /// destroyed; an existing path makes it fail unless
 /// `listen_options::remove_stale_socket` is set and the file is a socket
 /// nobody listens on. A path starting with '\0' or '@' is a Linux abstract
-/// name (no file). See `basic_listener`.
+/// name (no file). The `system_error` of a failed bind names the path. See
+/// `basic_listener`.
 ///
 /// Example:
 /// @code
@@ -39,7 +40,8 @@ using unix_listener = basic_listener<boost::asio::local::stream_protocol>;
 /// character names an abstract socket). Follows the rules of every blocking
 /// call; on a plain thread it needs a `coop::blocking_scope`. Fails with
 /// `no_such_file_or_directory` when nothing is there and
-/// `connection_refused` when nobody listens on it.
+/// `connection_refused` when nobody listens on it; the throwing form's
+/// `system_error::what()` names the path.
 unix_stream unix_connect(std::string_view path);
 unix_stream unix_connect(std::string_view path, boost::system::error_code& ec);
 
