@@ -36,12 +36,10 @@ void serve_connections(coop::net::tcp_server& server, const server_config& confi
       echo_connection(stream, options);
       return;
     }
+    // The context bounds the handshake (main.cpp: --idle-timeout, or 10 s)
+    // and the handshakes in progress at once.
     boost::system::error_code ec;
-    auto tls = [&] {
-      coop::timeout handshake(options.idle_timeout.count() > 0 ? options.idle_timeout
-                                                               : std::chrono::milliseconds(default_handshake_timeout));
-      return coop::net::tls_accept(std::move(stream), *config.tls, ec);
-    }();
+    auto tls = coop::net::tls_accept(std::move(stream), *config.tls, ec);
     if (!ec) echo_connection(tls, options); // a failed handshake just ends the connection
   });
 }
