@@ -5,6 +5,7 @@
 
 #include <coop/io.hpp>
 #include <coop/net/serve.hpp>
+#include <coop/net/server.hpp>
 #include <coop/task.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -95,7 +96,7 @@ inline coop::net::serve_options log_accept_errors(const std::string& name) {
   return options;
 }
 
-/// For a server's main fiber: runs `serve` in a fiber, prints the
+/// For a server without connections (udp_echo): runs `serve` in a fiber, prints the
 /// "listening on" line for `ep` once the SIGINT/SIGTERM handler is in place
 /// (so a signal sent right after that line gets the clean shutdown), waits for
 /// a signal, cancels `serve` (its blocking call fails with coop::cancelled),
@@ -107,6 +108,22 @@ template <class Endpoint, class Serve> int serve_until_signal(const Endpoint& ep
   int sig = coop::wait_for_signal({SIGINT, SIGTERM});
   server.cancel();
   server.get();
+  std::cout << "stopped by signal " << sig << std::endl;
+  return 0;
+}
+
+/// For a server's main fiber: runs `server.serve(handler)` in a fiber,
+/// prints the "listening on" line once the SIGINT/SIGTERM handler is in
+/// place, waits for a signal, then stops the server: new clients are refused
+/// at once, the connections get `drain` to finish and the rest are cancelled
+/// (`basic_server::stop`). Prints "stopped by signal N" and returns 0.
+template <class Protocol, class Handler>
+int serve_until_signal(coop::net::basic_server<Protocol>& server, Handler handler, std::chrono::milliseconds drain) {
+  auto serving = coop::spawn([&server, h = std::move(handler)]() mutable { server.serve(std::move(h)); });
+  coop::spawn([ep = server.local_endpoint()] { announce_listening(ep); }).detach();
+  int sig = coop::wait_for_signal({SIGINT, SIGTERM});
+  server.stop(drain);
+  serving.get();
   std::cout << "stopped by signal " << sig << std::endl;
   return 0;
 }

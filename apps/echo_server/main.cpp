@@ -70,8 +70,9 @@ const char* const summary = "A concurrent TCP echo server: every byte a client s
                             "then close the rest and exit 0. Prints one line 'listening on HOST:PORT'.\n"
                             "\n"
                             "TLS (fiber mode): --tls-cert and --tls-key serve TLS 1.2+ on the port instead;\n"
-                            "the handshake is bounded by --idle-timeout, or 10 s without one. A client's\n"
-                            "close_notify is answered with ours (TLS's half-close).\n"
+                            "the handshake is bounded by --idle-timeout, or 10 s without one, and at most\n"
+                            "256 run at once. A client's close_notify is answered with ours (TLS's\n"
+                            "half-close).\n"
                             "\n"
                             "--stats-interval S: every S seconds, one line on stderr\n"
                             "  echo_server: stats: connections N, fibers F, accepted A, refused R\n"
@@ -133,7 +134,11 @@ int main(int argc, char** argv) {
   if (!tls_cert.empty()) {
     if (mode != "fiber") coop_app::usage_error(name, "--tls-cert/--tls-key need --mode fiber");
     try {
-      config.tls = std::make_shared<coop::net::ssl::context>(coop::net::tls_server_context(tls_cert, tls_key));
+      coop::net::tls_server_options tls_options; // at most 256 handshakes at once (the default)
+      tls_options.handshake_timeout =
+          config.idle_timeout.count() > 0 ? config.idle_timeout : echo::default_handshake_timeout;
+      config.tls =
+          std::make_shared<coop::net::ssl::context>(coop::net::tls_server_context(tls_cert, tls_key, tls_options));
     } catch (const std::exception& e) {
       std::cerr << name << ": error: " << e.what() << std::endl; // one line: the file and OpenSSL's reason
       return 2;

@@ -133,17 +133,6 @@ void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_
   writer.join();
 }
 
-/// Accepts clients until the fiber is cancelled, then stops every session.
-void serve(coop::net::tcp_listener& listener, std::size_t queue, std::size_t max_line, std::chrono::milliseconds idle) {
-  room everyone;
-  coop::task_group sessions; // the connection fibers still running
-  coop::net::serve(
-      listener, sessions,
-      [&everyone, queue, max_line, idle](tcp_stream c) { chat(everyone, std::move(c), queue, max_line, idle); },
-      coop_app::log_accept_errors("chat_server"));
-  sessions.cancel(); // the destructor waits until they have cleaned up
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -156,7 +145,9 @@ int main(int argc, char** argv) {
       ("queue", po::value<int>()->default_value(64), "lines waiting per client before it is dropped as too slow") //
       ("max-line", po::value<int>()->default_value(4096), "longest line accepted, in bytes, newline included")    //
       ("idle-timeout", po::value<double>()->default_value(300),
-       "SECONDS a client may go without a line moving either way, or take to accept a line");
+       "SECONDS a client may go without a line moving either way, or take to accept a line") //
+      ("drain-timeout", po::value<double>()->default_value(1),
+       "on SIGINT/SIGTERM: new clients are refused, connected ones are closed after SECONDS");
   auto vm = coop_app::parse(argc, argv, name, "Line chat: each line a client sends goes to all the others.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const int queue = vm["queue"].as<int>();
@@ -164,15 +155,21 @@ int main(int argc, char** argv) {
   const int max_line = vm["max-line"].as<int>();
   if (max_line < 2 || max_line > (16 << 20)) coop_app::usage_error(name, "--max-line must be 2..16777216");
   const auto idle = coop_app::parse_seconds(name, "idle-timeout", vm["idle-timeout"].as<double>());
+  const auto drain = coop_app::parse_seconds(name, "drain-timeout", vm["drain-timeout"].as<double>());
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   coop_app::raise_open_file_limit();
 
   return coop_app::guarded_main(name, [&] {
     return coop::run([&] {
-      coop::net::tcp_listener listener(where);
-      // On a signal, accept fails with coop::cancelled; serve() then stops the sessions.
-      return coop_app::serve_until_signal(listener.local_endpoint(),
-                                          [&] { serve(listener, std::size_t(queue), std::size_t(max_line), idle); });
+      room everyone; // outlives the server and its sessions
+      coop::net::tcp_server server(coop::net::tcp_listener(where), coop_app::log_accept_errors(name));
+      // On a signal: the listener closes, the sessions get `drain`, then are cancelled.
+      return coop_app::serve_until_signal(
+          server,
+          [&everyone, queue = std::size_t(queue), max_line = std::size_t(max_line), idle](tcp_stream c) {
+            chat(everyone, std::move(c), queue, max_line, idle);
+          },
+          drain);
     });
   });
 }

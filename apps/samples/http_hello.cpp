@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <exception>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -125,56 +126,52 @@ void serve_http(tcp_stream stream, std::chrono::milliseconds idle_timeout) {
   }
 }
 
-/// Accepts connections until the fiber is cancelled, then stops every session.
-void serve(coop::net::tcp_listener& listener, std::chrono::milliseconds idle_timeout) {
-  coop::task_group sessions; // the connection fibers still running; its destructor stops them
-  coop::net::serve(
-      listener, sessions, [idle_timeout](tcp_stream c) { serve_http(std::move(c), idle_timeout); },
-      coop_app::log_accept_errors("http_hello"));
-  sessions.cancel(); // the destructor waits until they have cleaned up
-}
-
-/// Runs on runtime thread 0: opens a listener per thread, says where it
-/// listens, waits for SIGINT/SIGTERM, then stops every thread's server.
-int control(coop::runtime& rt, const coop::net::tcp::endpoint& where, std::chrono::milliseconds idle_timeout) {
+/// Runs on runtime thread 0: opens a server (listener) per thread, says where
+/// it listens, waits for SIGINT/SIGTERM, then stops every thread's server at
+/// once: new clients are refused, requests in progress get `drain` to finish,
+/// the connections left then are closed.
+int control(coop::runtime& rt, const coop::net::tcp::endpoint& where, std::chrono::milliseconds idle_timeout,
+            std::chrono::milliseconds drain) {
   coop::net::listen_options opts;
   opts.reuse_port = rt.size() > 1;
+  std::vector<std::optional<coop::net::tcp_server>> servers(rt.size()); // servers[i] belongs to thread i
   // Thread 0 binds first (the kernel picks the port when it is 0); the other
   // threads then bind their own listeners to that same port.
-  coop::net::tcp_listener first(where, opts);
-  const auto bound = first.local_endpoint();
-  std::vector<coop::task<>> servers;
-  servers.push_back(coop::spawn([&] { serve(first, idle_timeout); }));
-
-  coop::channel<boost::system::error_code> ready(rt.size());
-  for (unsigned i = 1; i < rt.size(); ++i)
-    servers.push_back(rt.spawn_on(i, [&] {
-      boost::system::error_code ec;
-      std::optional<coop::net::tcp_listener> listener; // created here: it belongs to this thread
-      try {
-        listener.emplace(bound, opts);
-      } catch (const boost::system::system_error& e) {
-        ec = e.code();
-      }
-      ready.push(ec);
-      if (listener) serve(*listener, idle_timeout);
-    }));
-  boost::system::error_code failed;
-  for (unsigned i = 1; i < rt.size(); ++i)
-    if (auto ec = ready.pop(); ec && *ec) failed = *ec;
-
+  servers[0].emplace(coop::net::tcp_listener(where, opts), coop_app::log_accept_errors("http_hello"));
+  const auto bound = servers[0]->local_endpoint();
+  std::exception_ptr failed;
+  for (unsigned i = 1; i < rt.size() && !failed; ++i) {
+    try {
+      rt.spawn_on(i, [&, i] {
+          servers[i].emplace(coop::net::tcp_listener(bound, opts), coop_app::log_accept_errors("http_hello"));
+        }).get();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+  }
+  std::vector<coop::task<>> serving;
   int sig = 0;
   if (!failed) {
+    for (unsigned i = 0; i < rt.size(); ++i)
+      serving.push_back(rt.spawn_on(
+          i, [&, i] { servers[i]->serve([idle_timeout](tcp_stream c) { serve_http(std::move(c), idle_timeout); }); }));
     // Spawned fibers run once this one blocks, i.e. after the signal handler
     // is installed: a SIGTERM sent right after "listening on" is handled.
     coop::spawn([bound] { coop_app::announce_listening(bound); }).detach();
     sig = coop::wait_for_signal({SIGINT, SIGTERM});
   }
-  for (auto& s : servers)
-    s.cancel(); // accept fails with coop::cancelled; serve() stops its sessions
-  for (auto& s : servers)
+  std::vector<coop::task<>> stopping; // every thread's server at once, each on its own thread
+  const auto deadline = std::chrono::steady_clock::now() + drain;
+  for (unsigned i = 0; i < rt.size(); ++i)
+    stopping.push_back(rt.spawn_on(i, [&, i] {
+      if (servers[i]) servers[i]->stop_until(deadline);
+      servers[i].reset();
+    }));
+  for (auto& s : stopping)
     s.get();
-  if (failed) throw boost::system::system_error(failed, "listen on another thread");
+  for (auto& s : serving)
+    s.get();
+  if (failed) std::rethrow_exception(failed);
   std::cout << "stopped by signal " << sig << std::endl;
   return 0;
 }
@@ -190,17 +187,20 @@ int main(int argc, char** argv) {
       ("port", po::value<int>()->default_value(8080), "TCP port to listen on (0: any free port)")         //
       ("threads", po::value<unsigned>()->default_value(1), "runtime threads, each with its own listener") //
       ("idle-timeout", po::value<double>()->default_value(30),
-       "SECONDS a client may take to send a whole request, or to take in a response");
+       "SECONDS a client may take to send a whole request, or to take in a response") //
+      ("drain-timeout", po::value<double>()->default_value(5),
+       "on SIGINT/SIGTERM: new clients are refused, open connections get SECONDS, then are closed");
   auto vm = coop_app::parse(argc, argv, name, "HTTP/1.1 hello server on Boost.Beast and coop fibers.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const unsigned threads = vm["threads"].as<unsigned>();
   if (threads < 1 || threads > 256) coop_app::usage_error(name, "--threads must be 1..256");
   const auto idle_timeout = coop_app::parse_seconds(name, "idle-timeout", vm["idle-timeout"].as<double>());
+  const auto drain = coop_app::parse_seconds(name, "drain-timeout", vm["drain-timeout"].as<double>());
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   coop_app::raise_open_file_limit();
 
   return coop_app::guarded_main(name, [&] {
     coop::runtime rt(threads);
-    return rt.spawn_on(0, [&] { return control(rt, where, idle_timeout); }).get();
+    return rt.spawn_on(0, [&] { return control(rt, where, idle_timeout, drain); }).get();
   });
 }

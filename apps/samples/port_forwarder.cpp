@@ -134,15 +134,6 @@ void forward(tcp_stream client, const target& to, std::chrono::milliseconds idle
   }
 }
 
-/// Accepts clients until the fiber is cancelled, then stops every session.
-void serve(coop::net::tcp_listener& listener, const target& to, std::chrono::milliseconds idle_timeout) {
-  coop::task_group sessions; // the connection fibers still running
-  coop::net::serve(
-      listener, sessions, [&to, idle_timeout](tcp_stream c) { forward(std::move(c), to, idle_timeout); },
-      coop_app::log_accept_errors("port_forwarder"));
-  sessions.cancel(); // the destructor waits until they have cleaned up
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -154,19 +145,23 @@ int main(int argc, char** argv) {
       ("port", po::value<int>()->default_value(8000), "TCP port to listen on (0: any free port)") //
       ("to", po::value<std::string>()->required(), "HOST:PORT to forward every connection to")    //
       ("idle-timeout", po::value<double>()->default_value(300),
-       "SECONDS without a byte moving either way before a connection is closed");
+       "SECONDS without a byte moving either way before a connection is closed") //
+      ("drain-timeout", po::value<double>()->default_value(5),
+       "on SIGINT/SIGTERM: new clients are refused, open sessions get SECONDS to end, then are closed");
   auto vm = coop_app::parse(argc, argv, name, "TCP port forwarder: relays each connection to --to.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
   const target to = parse_target(name, vm["to"].as<std::string>());
   const auto idle_timeout = coop_app::parse_seconds(name, "idle-timeout", vm["idle-timeout"].as<double>());
+  const auto drain = coop_app::parse_seconds(name, "drain-timeout", vm["drain-timeout"].as<double>());
   coop_app::raise_open_file_limit(); // two sockets per client
 
   return coop_app::guarded_main(name, [&] {
     return coop::run([&] {
-      coop::net::tcp_listener listener(where);
-      // On a signal, accept fails with coop::cancelled; serve() then stops the sessions.
-      return coop_app::serve_until_signal(listener.local_endpoint(), [&] { serve(listener, to, idle_timeout); });
+      coop::net::tcp_server server(coop::net::tcp_listener(where), coop_app::log_accept_errors(name));
+      // On a signal: the listener closes, the sessions get `drain`, then are cancelled.
+      return coop_app::serve_until_signal(
+          server, [&to, idle_timeout](tcp_stream c) { forward(std::move(c), to, idle_timeout); }, drain);
     });
   });
 }

@@ -500,3 +500,146 @@ BOOST_AUTO_TEST_CASE(a_timeout_bounds_blocking_calls_on_a_plain_thread) {
   }
   BOOST_TEST(std::string(ok.data(), 2) == "hi");
 }
+
+// ---------------------------------------------------------------- tcp_server: serve, then stop(drain)
+
+namespace {
+
+/// Connects to `port` on 127.0.0.1; the error (connection_refused...) or success.
+boost::system::error_code try_connect(std::uint16_t port) {
+  boost::system::error_code ec;
+  auto s = coop::net::connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port), ec);
+  return ec;
+}
+
+/// Waits (bounded: 5 s) until `done()`; false when it never became true.
+template <class Done> bool eventually(Done done) {
+  for (int i = 0; i < 5000 && !done(); ++i)
+    coop::sleep_for(1ms);
+  return done();
+}
+
+} // namespace
+
+COOP_TEST_CASE(server_stop_refuses_new_clients_at_once_and_drains_the_others) {
+  coop::net::tcp_server server(coop::net::tcp_listener(test_support::loopback()));
+  const auto port = server.local_endpoint().port();
+  int finished = 0;
+  auto serving = coop::spawn([&] {
+    server.serve([&](coop::net::tcp_stream c) {
+      std::array<char, 1> b;
+      c.read_exact(boost::asio::buffer(b)); // the client's last byte, sent during the drain
+      c.write_all(boost::asio::buffer(b));
+      ++finished;
+    });
+  });
+  auto client = coop::net::connect("127.0.0.1", port);
+  BOOST_TEST_REQUIRE(eventually([&] { return server.connections().size() == 1; }));
+
+  const auto started = std::chrono::steady_clock::now();
+  bool stop_called = false;
+  auto stopping = coop::spawn([&] {
+    stop_called = true;
+    return server.stop(30s);
+  });
+  BOOST_TEST_REQUIRE(eventually([&] { return stop_called; }));
+  coop::this_fiber::yield(); // stop() is draining now
+  BOOST_TEST(!server.is_accepting());
+  // While the connection drains, a new client is refused, not left waiting in
+  // a backlog nobody accepts from.
+  auto refused = try_connect(port);
+  BOOST_TEST(refused == boost::asio::error::connection_refused, refused.message());
+  BOOST_TEST(server.connections().size() == 1u);
+  BOOST_TEST(!stopping.join_for(50ms)); // still draining: the handler waits for its byte
+
+  client.write_all(boost::asio::buffer("x", 1)); // the connection finishes its work
+  std::array<char, 1> b;
+  client.read_exact(boost::asio::buffer(b));
+  BOOST_TEST(stopping.get() == 0u);                               // nobody was cancelled
+  BOOST_TEST((std::chrono::steady_clock::now() - started < 20s)); // not the whole drain deadline
+  BOOST_TEST(finished == 1);
+  serving.get(); // serve() returned normally
+  BOOST_TEST(try_connect(port) == boost::asio::error::connection_refused);
+}
+
+COOP_TEST_CASE(server_stop_cancels_the_connections_left_at_the_deadline) {
+  coop::net::tcp_server server(coop::net::tcp_listener(test_support::loopback()));
+  const auto port = server.local_endpoint().port();
+  int cancelled = 0;
+  auto serving = coop::spawn([&] {
+    server.serve([&](coop::net::tcp_stream) {
+      try {
+        coop::sleep_for(1h); // never finishes on its own
+      } catch (const coop::cancelled&) {
+        ++cancelled;
+        throw;
+      }
+    });
+  });
+  std::vector<coop::net::tcp_stream> clients;
+  for (int i = 0; i < 3; ++i)
+    clients.push_back(coop::net::connect("127.0.0.1", port));
+  BOOST_TEST_REQUIRE(eventually([&] { return server.connections().size() == 3; }));
+  const auto started = std::chrono::steady_clock::now();
+  BOOST_TEST(server.stop(100ms) == 3u);
+  const auto took = std::chrono::steady_clock::now() - started;
+  BOOST_TEST(took >= 100ms);
+  BOOST_TEST(took < 10s); // the deadline, then the handlers' unwinding: not the hour
+  BOOST_TEST(cancelled == 3);
+  BOOST_TEST(server.connections().empty());
+  serving.get();
+}
+
+COOP_TEST_CASE(server_stop_ends_serve_waiting_for_room_under_max_connections) {
+  coop::net::serve_options options;
+  options.max_connections = 1;
+  coop::net::tcp_server server(coop::net::tcp_listener(test_support::loopback()), options);
+  const auto port = server.local_endpoint().port();
+  auto serving = coop::spawn([&] {
+    server.serve([](coop::net::tcp_stream c) {
+      std::array<char, 1> b;
+      boost::system::error_code ec;
+      c.read_some(boost::asio::buffer(b), ec); // until the client closes (or cancelled)
+    });
+  });
+  auto first = coop::net::connect("127.0.0.1", port);
+  BOOST_TEST_REQUIRE(eventually([&] { return server.connections().size() == 1; }));
+  auto second = coop::net::connect("127.0.0.1", port); // waits in the backlog: serve waits for room
+  coop::sleep_for(20ms);
+  BOOST_TEST(server.stop(50ms) == 1u);
+  serving.get();
+  BOOST_TEST(server.connections().empty());
+  // The one that waited in the backlog was never served: reset with the listener.
+  std::array<char, 1> b;
+  boost::system::error_code ec;
+  coop::timeout limit(5s);
+  second.read_some(boost::asio::buffer(b), ec);
+  BOOST_TEST((ec == boost::asio::error::connection_reset || ec == boost::asio::error::eof), ec.message());
+}
+
+COOP_TEST_CASE(server_stop_drains_in_a_cancelled_fiber_too_and_serve_after_stop_returns_at_once) {
+  coop::net::tcp_server server(coop::net::tcp_listener(test_support::loopback()));
+  const auto port = server.local_endpoint().port();
+  int finished = 0;
+  auto serving = coop::spawn([&] {
+    server.serve([&](coop::net::tcp_stream) {
+      coop::sleep_for(50ms);
+      ++finished;
+    });
+  });
+  auto client = coop::net::connect("127.0.0.1", port);
+  BOOST_TEST_REQUIRE(eventually([&] { return server.connections().size() == 1; }));
+  auto stopper = coop::spawn([&] {
+    boost::system::error_code ec;
+    coop::sleep_for(1h, ec); // cancelled: shutting down
+    return server.stop(10s); // a cancelled fiber's clean-up: drains all the same
+  });
+  coop::this_fiber::yield();
+  stopper.cancel();
+  BOOST_TEST(stopper.get() == 0u);
+  BOOST_TEST(finished == 1);
+  serving.get();
+  server.serve([&](coop::net::tcp_stream) { ++finished; }); // after stop: returns at once
+  BOOST_TEST(finished == 1);
+  BOOST_TEST(try_connect(port) == boost::asio::error::connection_refused);
+}

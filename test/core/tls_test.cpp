@@ -568,3 +568,72 @@ BOOST_AUTO_TEST_CASE(context_helpers_name_the_file_they_cannot_use) {
   BOOST_CHECK_THROW(coop::net::tls_client_context("/nonexistent/ca.pem"), boost::system::system_error);
   BOOST_CHECK_NO_THROW(coop::net::tls_server_context(cert.cert, cert.key));
 }
+
+COOP_TEST_CASE(a_server_context_bounds_the_handshake_with_its_own_timeout) {
+  coop::net::tls_server_options options;
+  options.handshake_timeout = 100ms;
+  auto server_ctx = coop::net::tls_server_context(certificate().cert, certificate().key, options);
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+
+  auto mute = coop::net::connect("127.0.0.1", port); // never sends: no coop::timeout around the call
+  error_code ec;
+  auto took = test_support::elapsed([&] { coop::net::tls_accept(l.accept(), server_ctx, ec); });
+  BOOST_TEST((ec == coop::errc::timed_out), ec.message());
+  BOOST_TEST(took >= 100ms);
+  BOOST_TEST(took < 10s); // not the default's 10 s, nor forever
+
+  auto stalled = coop::net::connect("127.0.0.1", port); // the first byte of a record, then nothing
+  stalled.write_all(boost::asio::buffer("\x16", 1));
+  coop::net::tls_accept(l.accept(), server_ctx, ec);
+  BOOST_TEST((ec == coop::errc::timed_out), ec.message());
+}
+
+COOP_TEST_CASE(a_client_that_closes_without_sending_costs_no_session) {
+  auto server_ctx = server_context();
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+  { auto gone = coop::net::connect("127.0.0.1", port); } // closed before a byte was sent
+  error_code ec;
+  auto s = coop::net::tls_accept(l.accept(), server_ctx, ec);
+  BOOST_TEST((ec == boost::asio::error::eof), ec.message());
+  // The returned stream never ran a handshake: OpenSSL did not read a byte.
+  BOOST_TEST(SSL_get_state(s.ssl().native_handle()) == TLS_ST_BEFORE);
+}
+
+COOP_TEST_CASE(a_server_context_limits_the_handshakes_in_progress) {
+  coop::net::tls_server_options options;
+  options.max_handshakes = 1;
+  options.handshake_timeout = 300ms;
+  auto server_ctx = coop::net::tls_server_context(certificate().cert, certificate().key, options);
+  auto client_ctx = client_context();
+  coop::net::tcp_listener l(test_support::loopback());
+  auto port = l.local_endpoint().port();
+
+  std::vector<std::string> events; // in the order the server's handshakes end
+  coop::task_group handshakes;
+  // A client that starts a handshake and stalls holds the only slot...
+  auto stalled = coop::net::connect("127.0.0.1", port);
+  stalled.write_all(boost::asio::buffer("\x16\x03\x01", 3));
+  handshakes.spawn([&, tcp = l.accept()]() mutable {
+    error_code ec;
+    coop::net::tls_accept(std::move(tcp), server_ctx, ec);
+    events.push_back(ec == coop::errc::timed_out ? "stalled: timed out" : "stalled: " + ec.message());
+  });
+  coop::sleep_for(20ms); // its handshake has begun
+  // ...so a good client's handshake waits for it to end (here: its timeout).
+  auto good = coop::spawn([&] { return coop::net::tls_connect("127.0.0.1", port, client_ctx); });
+  handshakes.spawn([&, tcp = l.accept()]() mutable {
+    error_code ec;
+    auto s = coop::net::tls_accept(std::move(tcp), server_ctx, ec);
+    events.push_back(ec ? "good: " + ec.message() : "good: done");
+    if (!ec) echo(s);
+  });
+  auto client = good.get();
+  handshakes.join_for(10s);
+  BOOST_TEST(events.size() == 2u);
+  if (events.size() == 2) {
+    BOOST_TEST(events[0] == "stalled: timed out");
+    BOOST_TEST(events[1] == "good: done");
+  }
+}

@@ -15,6 +15,7 @@
 #include <coop/net/connect.hpp>
 #include <coop/net/resolve.hpp>
 #include <coop/net/serve.hpp>
+#include <coop/net/server.hpp>
 #include <coop/net/tcp_listener.hpp>
 #include <coop/net/tcp_stream.hpp>
 #include <coop/net/udp.hpp>

@@ -82,11 +82,15 @@ class App:
         check(self.alive(), f"{self.argv[0]} died early with status {self.proc.returncode}; "
                             f"stderr: {self.stderr()!r}")
         self.proc.send_signal(sig)
+        self.stop_waiting(timeout, sig)
+
+    def stop_waiting(self, timeout=10.0, sig=signal.SIGTERM):
+        """After `sig` was sent: expects a clean exit within `timeout` (status 0, 'stopped by signal N')."""
         try:
             out, _ = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise TestFailure(f"{self.argv[0]} did not exit within {timeout}s of signal {int(sig)}")
+            raise TestFailure(f"{self.argv[0]} did not exit within {timeout}s (signal {int(sig)} sent)")
         check_eq(self.proc.returncode, 0, f"exit status after signal {int(sig)} (stderr: {self.stderr()!r})")
         check(f"stopped by signal {int(sig)}\n" in out.decode(), f"no 'stopped by signal' line in {out!r}")
 
@@ -154,6 +158,18 @@ def flood_then_stop(app, n=200):
     finally:
         for s in socks:
             s.close()
+
+
+def check_refused(port, what="while draining"):
+    """A new connection to `port` is refused at once: not accepted, not left hanging
+    in a backlog nobody accepts from."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        raise TestFailure(f"a new connection was accepted {what}")
+    except ConnectionRefusedError:
+        pass
+    except socket.timeout:
+        raise TestFailure(f"a new connection hung {what} instead of being refused")
 
 
 def connect(port, timeout=IO_TIMEOUT):

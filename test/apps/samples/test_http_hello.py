@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
-from samplelib import App, IO_TIMEOUT, check, check_cli, check_eq, connect, flood_then_stop, main, recv_all
+from samplelib import (App, IO_TIMEOUT, check, check_cli, check_eq, check_refused, connect, flood_then_stop, main,
+                       recv_all)
 
 HELLO = b"Hello, world!\n"
 
@@ -74,8 +76,8 @@ def check_hello(res, what):
     check_eq(res.header("content-length"), str(len(HELLO)), f"{what}: Content-Length")
 
 
-def start(binary, threads):
-    return App([binary, "--port", "0", "--threads", str(threads)])
+def start(binary, threads, *extra):
+    return App([binary, "--port", "0", "--threads", str(threads), *extra])
 
 
 def keep_alive(binary, threads="1"):
@@ -187,7 +189,7 @@ def wrk(binary, threads="1"):
 def sigterm_with_clients(binary, threads="1"):
     """SIGTERM with idle keep-alive connections and one half-sent request:
     exit 0; every connection ends."""
-    app = start(binary, threads)
+    app = start(binary, threads, "--drain-timeout", "1")  # the idle ones are closed after it
     conns = [Conn(app.port) for _ in range(6)]
     for c in conns:
         c.send(get())
@@ -202,7 +204,26 @@ def sigterm_with_clients(binary, threads="1"):
 
 
 def sigterm_during_connect_flood(binary, threads="1"):
-    flood_then_stop(start(binary, threads))
+    flood_then_stop(start(binary, threads, "--drain-timeout", "1"))
+
+
+def sigterm_drains(binary, threads="1"):
+    """SIGTERM with a request in progress: new clients are refused at once (on every
+    thread's listener), the request in progress is answered, then the server exits."""
+    app = start(binary, threads, "--drain-timeout", "20")
+    busy = Conn(app.port)
+    busy.send(get())
+    check_hello(busy.response(), "a request before shutdown")
+    busy.send(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half a request...
+    app.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    for _ in range(4):  # with 2 threads, the kernel would spread these over both listeners
+        check_refused(app.port)
+    busy.send(b"Connection: close\r\n\r\n")  # ...finished during the drain
+    check_hello(busy.response(), "the request in progress at SIGTERM")
+    check(busy.at_end(), "the connection stayed open after Connection: close")
+    busy.close()
+    app.stop_waiting(timeout=10.0)
 
 
 def cli(binary, *_):
@@ -225,5 +246,6 @@ if __name__ == "__main__":
         "wrk": wrk,
         "sigterm_with_clients": sigterm_with_clients,
         "sigterm_during_connect_flood": sigterm_during_connect_flood,
+        "sigterm_drains": sigterm_drains,
         "cli": cli,
     })

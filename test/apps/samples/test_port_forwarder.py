@@ -9,9 +9,10 @@ import os
 import signal
 import socket
 import threading
+import time
 
-from samplelib import (App, IO_TIMEOUT, Upstream, check, check_cli, check_eq, connect, flood_then_stop, main,
-                       recv_all, recv_exact)
+from samplelib import (App, IO_TIMEOUT, Upstream, check, check_cli, check_eq, check_refused, connect, flood_then_stop,
+                       main, recv_all, recv_exact)
 
 
 def echo_handler(conn):
@@ -30,8 +31,8 @@ def digest_after_eof_handler(conn):
     conn.sendall(f"{len(data)} {hashlib.sha256(data).hexdigest()}\n".encode())
 
 
-def start_forwarder(binary, upstream_port):
-    return App([binary, "--port", "0", "--to", f"127.0.0.1:{upstream_port}"])
+def start_forwarder(binary, upstream_port, *extra):
+    return App([binary, "--port", "0", "--to", f"127.0.0.1:{upstream_port}", *extra])
 
 
 def roundtrip(binary):
@@ -171,7 +172,7 @@ def upstream_down(binary):
 def sigterm_with_clients(binary):
     """SIGTERM while clients are connected and idle: exit 0, clients see the end."""
     up = Upstream(echo_handler)
-    fwd = start_forwarder(binary, up.port)
+    fwd = start_forwarder(binary, up.port, "--drain-timeout", "1")  # the idle ones are closed after it
     clients = [connect(fwd.port) for _ in range(5)]
     for i, s in enumerate(clients):
         s.sendall(b"x%d\n" % i)
@@ -186,7 +187,26 @@ def sigterm_with_clients(binary):
 
 def sigterm_during_connect_flood(binary):
     up = Upstream(echo_handler)
-    flood_then_stop(start_forwarder(binary, up.port))
+    flood_then_stop(start_forwarder(binary, up.port, "--drain-timeout", "1"))
+
+
+def sigterm_drains(binary):
+    """SIGTERM: new clients are refused at once, a session in progress keeps relaying
+    until it ends, then the forwarder exits."""
+    up = Upstream(echo_handler)
+    fwd = start_forwarder(binary, up.port, "--drain-timeout", "20")
+    s = connect(fwd.port)
+    s.sendall(b"before\n")
+    check_eq(recv_exact(s, 7), b"before\n", "echo before shutdown")
+    fwd.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    check_refused(fwd.port)
+    s.sendall(b"during\n")
+    check_eq(recv_exact(s, 7), b"during\n", "echo while draining")
+    s.shutdown(socket.SHUT_WR)  # the session ends: the upstream sees EOF and closes
+    check_eq(recv_all(s), b"", "the end of the session")
+    s.close()
+    fwd.stop_waiting(timeout=10.0)
 
 
 def cli(binary):
@@ -214,5 +234,6 @@ if __name__ == "__main__":
         "upstream_down": upstream_down,
         "sigterm_with_clients": sigterm_with_clients,
         "sigterm_during_connect_flood": sigterm_during_connect_flood,
+        "sigterm_drains": sigterm_drains,
         "cli": cli,
     })

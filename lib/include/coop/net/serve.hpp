@@ -47,7 +47,10 @@ namespace coop::net {
 /// in a fiber of `connections`, until the calling fiber is cancelled (or its
 /// `coop::timeout` expires) or the listener is closed; then returns normally,
 /// leaving the connections running so the caller decides how to end them
-/// (`connections.join_for(drain)`, `cancel()`, or the group's destructor).
+/// (`cancel()`, or the group's destructor). The listener stays open: for a
+/// graceful stop — refuse new clients, drain, cancel the rest — use
+/// `coop::net::tcp_server` (coop/net/server.hpp), whose `stop(drain)` closes
+/// the listener before it drains.
 /// A connection that fails while being accepted (reset, aborted) is skipped.
 /// With `options.max_connections`, the connections counted are the members
 /// of `connections` (fibers spawned there otherwise count too).
@@ -57,7 +60,8 @@ namespace coop::net {
 /// @code
 ///   coop::task_group connections;
 ///   coop::net::serve(listener, connections, [](coop::net::tcp_stream c) { echo(c); });
-///   connections.join_for(5s);   // after serve returns: drain, then cancel the rest
+///   // after serve returns (its fiber cancelled): end the connections
+///   connections.cancel();
 /// @endcode
 template <class Protocol, class Handler>
 void serve(basic_listener<Protocol>& listener, task_group& connections, Handler handler,

@@ -14,12 +14,32 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
+
+namespace coop::detail {
+/// Counts the live TLS sessions of the process (one per `tls_stream`, moves
+/// included). When a burst ends — the count falls to half of a peak of at
+/// least 256 — it has glibc give the freed heap memory back to the system
+/// (`malloc_trim`, a second later, on a thread of its own): the sessions'
+/// buffers are freed in the middle of the heap, where glibc keeps them
+/// resident otherwise. Thread-safe.
+class tls_session_count {
+public:
+  tls_session_count() noexcept;
+  tls_session_count(tls_session_count&& other) noexcept : counted_(std::exchange(other.counted_, false)) {}
+  tls_session_count& operator=(tls_session_count&& other) noexcept;
+  ~tls_session_count();
+
+private:
+  bool counted_ = true;
+};
+} // namespace coop::detail
 
 namespace coop::net {
 
@@ -57,7 +77,10 @@ namespace ssl = boost::asio::ssl;
 /// Thread-safety: one fiber at a time may read and one may write (TLS is
 /// full duplex in Asio's ssl::stream); the stream belongs to the runtime
 /// thread that created its TCP socket. Owns the socket and the OpenSSL
-/// session; destruction closes the socket without close_notify. The
+/// session; destruction closes the socket without close_notify. OpenSSL's
+/// record buffers are released while the connection idles
+/// (`SSL_MODE_RELEASE_BUFFERS`); what stays is Asio's per-stream buffers and
+/// BIO pair (about 70 KB, see docs/tls.md). The
 /// `ssl::context` it was made with must outlive it; a context may be shared
 /// by streams of every runtime thread once it is configured.
 ///
@@ -208,6 +231,7 @@ private:
   int fd() noexcept { return next_layer().native_handle(); }
 
   ssl_stream_type ssl_;
+  coop::detail::tls_session_count counted_;
 };
 
 /// Connects to `host:port` (`coop::net::connect`: resolves off-thread, tries
@@ -227,8 +251,15 @@ tls_stream tls_connect(const tcp::endpoint& endpoint, std::string_view host_name
                        boost::system::error_code& ec);
 
 /// Performs the server handshake on an accepted connection (takes its
-/// socket). Bound it with a `coop::timeout`: a client that never speaks TLS
-/// otherwise holds it forever. Fibers only.
+/// socket). It first waits for the client's first bytes (its ClientHello)
+/// with nothing but the TCP socket: a client that connects and never sends
+/// costs no TLS session and no OpenSSL buffers. With a context made by
+/// `tls_server_context`, the context's `tls_server_options` then apply:
+/// the whole call is bounded by `handshake_timeout` (it fails with
+/// `coop::errc::timed_out`), and it waits for one of the context's
+/// `max_handshakes` slots before the session is made. With any other
+/// context, bound the call with a `coop::timeout`: a client that never
+/// speaks TLS otherwise holds it forever. Fibers only.
 tls_stream tls_accept(tcp_stream tcp, ssl::context& ctx);
 tls_stream tls_accept(tcp_stream tcp, ssl::context& ctx, boost::system::error_code& ec);
 
@@ -239,10 +270,27 @@ ssl::context tls_client_context();
 /// e.g. a self-signed server certificate. Throws `system_error` naming the file.
 ssl::context tls_client_context(const std::string& ca_file);
 
+/// What a server context allows the handshakes of `tls_accept`.
+struct tls_server_options {
+  /// The longest one `tls_accept` may take: waiting for the client's first
+  /// bytes, for a handshake slot, and the handshake itself (0: no bound of
+  /// its own; a `coop::timeout` around the call still applies).
+  std::chrono::milliseconds handshake_timeout{10'000};
+  /// Handshakes in progress at once, over every runtime thread using the
+  /// context (0: no limit). Each holds a TLS session with its buffers (about
+  /// 90 KB) and costs CPU; a connection whose first bytes arrive while all
+  /// slots are taken waits, parked and within `handshake_timeout`, for one
+  /// to end. A connection that has not sent anything takes no slot.
+  std::size_t max_handshakes = 256;
+};
+
 /// A server context: TLS 1.2 or newer, the certificate chain (PEM, leaf
 /// first) in `cert_chain_file` and its private key (PEM, unencrypted) in
-/// `key_file`. Throws `system_error` naming the file that cannot be used
-/// (missing, unreadable, not PEM, key not matching the certificate).
-ssl::context tls_server_context(const std::string& cert_chain_file, const std::string& key_file);
+/// `key_file`, and the handshake limits of `options` (kept with the
+/// context; moving the context keeps them). Throws `system_error` naming
+/// the file that cannot be used (missing, unreadable, not PEM, key not
+/// matching the certificate).
+ssl::context tls_server_context(const std::string& cert_chain_file, const std::string& key_file,
+                                const tls_server_options& options = {});
 
 } // namespace coop::net
