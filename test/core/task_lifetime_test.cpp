@@ -29,6 +29,29 @@ struct scope_guard {
   }
 };
 
+/// What a `sleeper` fiber got to: plain bools for fibers of one thread,
+/// atomics across threads.
+template <class Flag> struct steps { Flag started{false}, cancelled{false}, ended{false}; };
+
+/// A fiber body that sleeps until cancelled (5 s at most, when the handle
+/// failed to cancel it), then, when `clean_up`, blocks 2 ms more in a shield
+/// (clean-up that the destructor must wait through), and notes each step.
+template <class Flag> auto sleeper(steps<Flag>& s, bool clean_up = false) {
+  return [&s, clean_up] {
+    s.started = true;
+    try {
+      coop::sleep_for(5s);
+    } catch (const coop::cancelled&) {
+      s.cancelled = true;
+      if (clean_up) {
+        coop::shield no_cancel;
+        coop::sleep_for(2ms);
+      }
+    }
+    s.ended = true;
+  };
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_task_is_move_only_and_its_destructor_never_throws) {
@@ -133,18 +156,12 @@ COOP_TEST_CASE(moved_from_and_default_handles_do_nothing_when_destroyed) {
 }
 
 COOP_TEST_CASE(move_assignment_over_a_live_handle_cancels_and_awaits_the_old_fiber) {
-  bool old_started = false, old_ended = false, new_ran = false;
-  auto t = coop::spawn([&] {
-    old_started = true;
-    try {
-      coop::sleep_for(5s);
-    } catch (const coop::cancelled&) {
-    }
-    old_ended = true;
-  });
-  test_support::yield_until([&] { return old_started; });
+  steps<bool> old;
+  bool new_ran = false;
+  auto t = coop::spawn(sleeper(old));
+  test_support::yield_until([&] { return old.started; });
   t = coop::spawn([&] { new_ran = true; }); // (the new fiber may run while the old one ends)
-  BOOST_TEST(old_ended);
+  BOOST_TEST(old.ended);
   t.join();
   BOOST_TEST(new_ran);
 }
@@ -152,29 +169,21 @@ COOP_TEST_CASE(move_assignment_over_a_live_handle_cancels_and_awaits_the_old_fib
 // The destructor's wait is a clean-up wait (as task_group's destructor): it
 // waits even in a fiber that is being cancelled and unwinds.
 COOP_TEST_CASE(a_cancelled_fiber_that_drops_a_handle_still_waits_for_that_fiber) {
-  bool inner_started = false, inner_cleaned = false, inner_done_first = false;
+  steps<bool> inner_steps;
+  bool inner_done_first = false;
   auto outer = coop::spawn([&] {
     struct check {
-      bool& cleaned;
+      bool& ended;
       bool& out;
-      ~check() { out = cleaned; }
-    } on_unwind{inner_cleaned, inner_done_first}; // destroyed after `inner`
-    auto inner = coop::spawn([&] {
-      inner_started = true;
-      try {
-        coop::sleep_for(5s);
-      } catch (const coop::cancelled&) {
-        coop::shield s;
-        coop::sleep_for(2ms);
-        inner_cleaned = true;
-      }
-    });
+      ~check() { out = ended; }
+    } on_unwind{inner_steps.ended, inner_done_first}; // destroyed after `inner`
+    auto inner = coop::spawn(sleeper(inner_steps, true));
     coop::sleep_for(10s); // cancelled here: `inner` is dropped while unwinding
   });
-  test_support::yield_until([&] { return inner_started; });
+  test_support::yield_until([&] { return inner_steps.started; });
   outer.cancel();
   BOOST_CHECK_THROW(outer.get(), coop::cancelled);
-  BOOST_TEST(inner_cleaned);
+  BOOST_TEST(inner_steps.cancelled);
   BOOST_TEST(inner_done_first);
 }
 
@@ -209,16 +218,10 @@ COOP_TEST_CASE(a_fiber_that_destroys_its_own_handle_goes_on) {
 // A runtime thread's scheduler context (where Asio handlers run) must never
 // park: a handle dropped there cancels its fiber and lets it end on its own.
 COOP_TEST_CASE(a_handle_dropped_in_an_asio_handler_cancels_without_waiting) {
-  bool started = false, cancelled = false, handler_ran = false;
-  auto t = coop::spawn([&] {
-    started = true;
-    try {
-      coop::sleep_for(5s);
-    } catch (const coop::cancelled&) {
-      cancelled = true;
-    }
-  });
-  test_support::yield_until([&] { return started; });
+  steps<bool> fiber;
+  bool handler_ran = false;
+  auto t = coop::spawn(sleeper(fiber));
+  test_support::yield_until([&] { return fiber.started; });
   struct holder { // drops the handle in the handler's destructor, then looks
     coop::task<void> t;
     bool& cancelled;
@@ -233,8 +236,8 @@ COOP_TEST_CASE(a_handle_dropped_in_an_asio_handler_cancels_without_waiting) {
   };
   bool waited = false;
   boost::asio::post(coop::this_thread_io(),
-                    [&handler_ran, h = holder(std::move(t), cancelled, waited)] { handler_ran = true; });
-  test_support::yield_until([&] { return cancelled; });
+                    [&handler_ran, h = holder(std::move(t), fiber.cancelled, waited)] { handler_ran = true; });
+  test_support::yield_until([&] { return fiber.cancelled; });
   coop::sleep_for(5ms); // the scheduler context runs again meanwhile
   BOOST_TEST(handler_ran);
   BOOST_TEST(!waited);
@@ -242,23 +245,14 @@ COOP_TEST_CASE(a_handle_dropped_in_an_asio_handler_cancels_without_waiting) {
 
 BOOST_AUTO_TEST_CASE(a_handle_dropped_on_a_plain_thread_cancels_and_waits) {
   coop::runtime rt(2);
-  std::atomic<bool> started{false}, ended{false};
+  steps<std::atomic<bool>> fiber;
   {
-    auto t = rt.spawn_on(1, [&] {
-      started = true;
-      try {
-        coop::sleep_for(5s);
-      } catch (const coop::cancelled&) {
-        coop::shield s;
-        coop::sleep_for(2ms);
-      }
-      ended = true;
-    });
-    for (int i = 0; i < 10'000 && !started; ++i)
+    auto t = rt.spawn_on(1, sleeper(fiber, true));
+    for (int i = 0; i < 10'000 && !fiber.started; ++i)
       std::this_thread::sleep_for(1ms);
-    BOOST_REQUIRE(started.load());
+    BOOST_REQUIRE(fiber.started.load());
   } // on the main thread, outside any runtime
-  BOOST_TEST(ended.load());
+  BOOST_TEST(fiber.ended.load());
 }
 
 BOOST_AUTO_TEST_CASE(handles_dropped_on_a_plain_thread_right_after_spawn_on_cancel_their_fibers) {
@@ -277,20 +271,13 @@ BOOST_AUTO_TEST_CASE(handles_dropped_on_a_plain_thread_right_after_spawn_on_canc
 
 BOOST_AUTO_TEST_CASE(a_handle_dropped_in_a_fiber_of_another_runtime_cancels_and_waits) {
   coop::runtime rt(1);
-  std::atomic<bool> started{false}, ended{false};
+  steps<std::atomic<bool>> fiber;
   coop::run([&] {
     {
-      auto t = rt.spawn_on(0, [&] {
-        started = true;
-        try {
-          coop::sleep_for(5s);
-        } catch (const coop::cancelled&) {
-        }
-        ended = true;
-      });
-      test_support::yield_until([&] { return started.load(); });
+      auto t = rt.spawn_on(0, sleeper(fiber));
+      test_support::yield_until([&] { return fiber.started.load(); });
     }
-    BOOST_TEST(ended.load());
+    BOOST_TEST(fiber.ended.load());
   });
 }
 
