@@ -663,10 +663,12 @@ public:
     return format_dump(rows);
   }
 
-  std::size_t count() {
+  /// Live fibers of the workers in `group` (every worker when null).
+  std::size_t count(const void* group) {
     std::lock_guard lk(mutex_);
     std::size_t n = 0;
     for (worker* w : workers_) {
+      if (group && w->group != group) continue;
       std::lock_guard rl(w->registry_mutex);
       n += w->fiber_count;
     }
@@ -1020,7 +1022,11 @@ void dump_fibers(std::ostream& out) {
 }
 
 std::size_t fiber_count() {
-  return detail::watchdog::instance().count();
+  return detail::watchdog::instance().count(nullptr);
+}
+
+std::size_t this_runtime_fiber_count() {
+  return detail::watchdog::instance().count(detail::require_worker("coop::this_runtime_fiber_count").group);
 }
 
 } // namespace coop

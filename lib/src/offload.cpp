@@ -25,7 +25,11 @@ std::size_t default_thread_bound() {
     unsigned long long n = std::strtoull(env, &end, 10);
     if (end != env && *end == '\0' && n > 0 && n <= 100000) return static_cast<std::size_t>(n);
   }
-  return std::max<std::size_t>(4, std::thread::hardware_concurrency());
+  // One thread per CPU: on a 2-CPU machine 2 threads gave the rest of a
+  // server lower latency than 4. At least 2, so that one long call does not
+  // hold up every other offloaded call on a 1-CPU machine (or where the
+  // count is unknown: 0).
+  return std::max<std::size_t>(2, std::thread::hardware_concurrency());
 }
 
 /// The process-wide pool: at most `max_threads_` threads, started when a job

@@ -41,6 +41,15 @@ runtime::~runtime() noexcept(false) {
     t.join();
 }
 
+std::size_t runtime::fiber_count() const {
+  std::size_t n = 0;
+  for (const auto& w : workers_) {
+    std::lock_guard lk(w->registry_mutex);
+    n += w->fiber_count;
+  }
+  return n;
+}
+
 int runtime::this_thread_index() noexcept {
   auto* w = detail::current_worker();
   return w ? static_cast<int>(w->index) : -1;

@@ -1,6 +1,8 @@
 #include <coop/task.hpp>
+#include <coop/timeout.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/fiber/context.hpp>
 
 #include <iostream>
 
@@ -65,6 +67,30 @@ void task_base::cancel(std::shared_ptr<task_base> self) {
 
 void task_base::cancel_here() noexcept {
   if (fs_) fs_->request_cancel(); // null once finished: nothing to do
+}
+
+void task_base::drop(std::shared_ptr<task_base> self) noexcept {
+  if (self->done()) return;
+  // A runtime thread's scheduler context (running Asio handlers) must not
+  // park: it cancels and lets the fiber end on its own.
+  const bool can_wait =
+      !(current_worker() && boost::fibers::context::active()->is_context(boost::fibers::type::dispatcher_context));
+  // Its own handle, destroyed by the fiber itself: waiting would never end.
+  if (fiber_state* me = can_wait ? current_fiber_state() : nullptr; me && me->task == self.get()) return;
+  try {
+    self->cancel(self);
+  } catch (const std::exception& e) { // posting the request to another thread failed (memory)
+    std::cerr << "coop: a task handle was dropped and its fiber could not be cancelled (" << e.what()
+              << "); the fiber runs on, detached" << std::endl;
+    return;
+  }
+  if (!can_wait) return;
+  // The clean-up wait, as task_group's destructor: even a cancelled fiber or
+  // one past its timeout waits here (the shield defers both), and nothing
+  // else ends the wait (the fiber's own exception is not rethrown).
+  shield s;
+  boost::system::error_code ignored;
+  self->wait(ignored);
 }
 
 void task_base::rethrow() {

@@ -1,7 +1,9 @@
 #define BOOST_TEST_MODULE coop_offload
 #include "support.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -231,6 +233,22 @@ COOP_TEST_CASE(idle_pool_threads_exit) {
   coop::set_offload_options({.max_threads = 2, .idle_timeout = 20ms});
   BOOST_TEST(sleep_until_true([] { return coop::get_offload_stats().threads == 0; }));
   BOOST_TEST(coop::offload([] { return 2; }) == 2); // a thread starts again on demand
+}
+
+BOOST_AUTO_TEST_CASE(the_default_bound_is_the_cpu_count_and_at_least_two) {
+  default_pool_after restore;
+  const char* env = std::getenv("COOP_OFFLOAD_THREADS");
+  const std::string saved = env ? env : "";
+  ::unsetenv("COOP_OFFLOAD_THREADS");
+  coop::set_offload_threads(0); // the default, read again
+  BOOST_TEST(coop::get_offload_stats().max_threads == std::max(2u, std::thread::hardware_concurrency()));
+  ::setenv("COOP_OFFLOAD_THREADS", "3", 1); // the environment still overrides it
+  coop::set_offload_threads(0);
+  BOOST_TEST(coop::get_offload_stats().max_threads == 3u);
+  if (env)
+    ::setenv("COOP_OFFLOAD_THREADS", saved.c_str(), 1);
+  else
+    ::unsetenv("COOP_OFFLOAD_THREADS");
 }
 
 COOP_TEST_CASE(offload_inside_an_offloaded_function_runs_inline) {

@@ -27,7 +27,23 @@ namespace coop {
 void dump_fibers(std::ostream& out);
 
 /// The number of live fibers launched by coop in the process (every
-/// runtime), for monitoring. Callable from any thread.
+/// runtime), for monitoring. Callable from any thread. A fiber counts from
+/// its launch on its thread (for `runtime::spawn_on`, a moment after the
+/// call) until its thread's scheduler has released it, a moment after it
+/// finished: a test that checks for leaks waits a little, bounded, for the
+/// count to drop.
 std::size_t fiber_count();
+
+/// Like `fiber_count()`, for the calling runtime only: the `coop::runtime`
+/// whose thread calls it (all its threads; see also `runtime::fiber_count()`),
+/// or the thread's `coop::run`. Throws `usage_error` outside a runtime.
+///
+/// Example:
+/// @code
+///   coop::runtime rt(2);
+///   rt.spawn_on(0, [] { std::cout << coop::this_runtime_fiber_count() << '\n'; }).get();  // 1: itself
+///   std::cout << rt.fiber_count() << '\n';  // soon 0 again; coop::fiber_count() counts other runtimes too
+/// @endcode
+std::size_t this_runtime_fiber_count();
 
 } // namespace coop

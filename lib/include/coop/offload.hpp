@@ -20,8 +20,8 @@ namespace coop {
 struct offload_options {
   /// Most threads the pool runs at once; beyond them jobs queue, first in
   /// first out. 0: the default, the environment variable
-  /// `COOP_OFFLOAD_THREADS` if set to a positive number, else
-  /// max(4, hardware threads).
+  /// `COOP_OFFLOAD_THREADS` if set to a positive number, else the number
+  /// of hardware threads (`std::thread::hardware_concurrency()`), at least 2.
   std::size_t max_threads = 0;
   /// A pool thread that found no work for this long exits (0: at once).
   std::chrono::milliseconds idle_timeout{10000};

@@ -60,7 +60,9 @@ public:
   /// Waits for a free slot, then starts `fn` in a new fiber of the pool.
   /// The wait is a blocking call: `timeout_error` / `cancelled` when
   /// interrupted (nothing starts then); `usage_error` off the pool's thread.
-  /// Like `coop::spawn`, the new fiber first runs when the caller blocks or yields.
+  /// Like `coop::spawn`, the new fiber first runs when the caller blocks or
+  /// yields, and dropping the returned task cancels the member and waits for
+  /// it (`detach()` it to let it run on in the pool).
   template <class F> task<detail::spawn_result_t<F>> spawn(F&& fn) {
     boost::system::error_code ec;
     auto t = spawn(std::forward<F>(fn), ec);

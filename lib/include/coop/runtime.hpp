@@ -7,6 +7,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <thread>
@@ -64,6 +65,11 @@ public:
 
   /// Index of the calling runtime thread, or -1 when called elsewhere.
   static int this_thread_index() noexcept;
+
+  /// The live fibers of this runtime's threads (see `coop::fiber_count()`,
+  /// which counts every runtime of the process), for monitoring and leak
+  /// checks in tests.
+  std::size_t fiber_count() const;
 
 private:
   std::vector<std::unique_ptr<detail::worker>> workers_;

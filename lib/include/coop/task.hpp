@@ -16,19 +16,60 @@ namespace coop {
 
 /// A handle to a spawned fiber: wait for it, take its result, cancel it.
 ///
+/// The handle owns the fiber the way `std::jthread` owns its thread: the
+/// fiber may use the spawner's locals, because it cannot outlive its handle.
+/// When a handle whose fiber has not finished is destroyed (or assigned
+/// over), it cancels the fiber and waits until it has ended; the fiber's
+/// exception is not rethrown (and never escapes the destructor). That wait
+/// is a clean-up wait, like `task_group`'s destructor: it waits even in a
+/// fiber that is being cancelled, has an expired `coop::timeout`, or is
+/// unwinding an exception; a fiber cancelled before it started never runs
+/// its function. It works wherever the handle is destroyed: in a fiber of
+/// any runtime thread, or on a plain thread (a task from
+/// `runtime::spawn_on` held by `main`), which then blocks. A fiber that
+/// ignores cancellation (catches `coop::cancelled` and goes on blocking)
+/// keeps its handle's destructor waiting.
+///
+/// Two places cannot wait, and detach instead (the fiber runs on; the first
+/// is also cancelled): a runtime thread's scheduler context (a handle
+/// destroyed inside a raw Asio handler), and the fiber itself (its own
+/// handle, moved into its own state, destroyed by it).
+///
+/// `detach()` is the explicit fire-and-forget: the fiber runs on without the
+/// handle. A detached, moved-from or default-constructed handle does nothing
+/// when destroyed. A fiber's exception that nobody retrieves with `get()` is
+/// logged to stderr (except `coop::cancelled`).
+///
 /// Thread-safety: all members may be called from any thread; blocking ones
-/// (`join`, `get`) park the calling fiber (or thread, outside a runtime).
-/// Dropping the handle detaches the fiber, which keeps running; an exception
-/// it ends with and that nobody retrieves with `get()` is logged to stderr
-/// (except `coop::cancelled`).
+/// (`join`, `get`, the destructor) park the calling fiber (or thread,
+/// outside a runtime). One handle is not used by two threads at once.
 ///
 /// Misuse throws `coop::usage_error`: `join`/`get` on an empty handle
 /// (default-constructed, moved-from or detached), a second `get()` of a
 /// value, a fiber joining itself.
+///
+/// Example:
+/// @code
+///   auto fetch = coop::spawn([&] { return client.get(url); });  // may use locals
+///   check_config();                    // throws: `fetch` is cancelled and awaited
+///   auto page = fetch.get();
+///   coop::spawn([c = std::move(conn)]() mutable { serve(c); }).detach();  // fire and forget
+/// @endcode
 template <class R = void> class [[nodiscard]] task {
 public:
   task() = default;
   explicit task(std::shared_ptr<detail::task_state<R>> st) noexcept : st_(std::move(st)) {}
+  task(task&& other) noexcept = default;
+  /// Ends the fiber this handle had, as the destructor does, then takes over `other`'s.
+  task& operator=(task&& other) noexcept {
+    if (this != &other) {
+      release();
+      st_ = std::move(other.st_);
+    }
+    return *this;
+  }
+  /// Cancels the fiber if it has not finished and waits until it has ended.
+  ~task() { release(); }
 
   /// Waits until the fiber has finished. Does not rethrow its exception.
   /// Throws `timeout_error`/`cancelled` when the waiting fiber is interrupted.
@@ -64,12 +105,15 @@ public:
   void cancel() {
     if (st_) st_->cancel(st_);
   }
-  /// Lets the fiber run on without this handle.
+  /// Lets the fiber run on without this handle (fire and forget).
   void detach() noexcept { st_.reset(); }
   bool done() const noexcept { return !st_ || st_->done(); }
   bool valid() const noexcept { return static_cast<bool>(st_); }
 
 private:
+  void release() noexcept {
+    if (st_) detail::task_base::drop(std::move(st_));
+  }
   detail::task_state<R>& state(const char* what) const {
     if (!st_)
       throw usage_error(std::string("coop::task::") + what +
@@ -90,17 +134,21 @@ template <class F> task<spawn_result_t<F>> spawn_on_worker(worker& w, F&& fn) {
 } // namespace detail
 
 /// Starts `fn` in a new fiber on the calling runtime thread. The new fiber
-/// first runs when the caller blocks or yields (as gevent.spawn).
-/// Throws `usage_error` outside a runtime.
-template <class F> task<detail::spawn_result_t<F>> spawn(F&& fn) {
+/// first runs when the caller blocks or yields (as gevent.spawn). Keep the
+/// returned task (its destructor cancels the fiber and waits for it) or call
+/// `detach()` on it. Throws `usage_error` outside a runtime.
+template <class F>
+[[nodiscard("dropping the task cancels the fiber; call detach() to let it run on")]] task<detail::spawn_result_t<F>>
+spawn(F&& fn) {
   return detail::spawn_on_worker(detail::require_worker("coop::spawn"), std::forward<F>(fn));
 }
 
 /// Starts `fn` in a new fiber on the calling runtime thread after `d`
 /// (gevent.spawn_later): the fiber sleeps until then, parked like any
-/// `sleep_for`, then calls `fn`. Cancelling the task before `fn` started
-/// means `fn` never runs: `get()` throws `coop::cancelled`. A `d` of zero or
-/// less starts `fn` when the caller next blocks or yields, as `spawn`.
+/// `sleep_for`, then calls `fn`. Cancelling the task (or dropping it) before
+/// `fn` started means `fn` never runs: `get()` throws `coop::cancelled`;
+/// `detach()` it to have `fn` run later regardless. A `d` of zero or less
+/// starts `fn` when the caller next blocks or yields, as `spawn`.
 /// Throws `usage_error` outside a runtime.
 ///
 /// Example:
@@ -110,7 +158,8 @@ template <class F> task<detail::spawn_result_t<F>> spawn(F&& fn) {
 ///   reminder.cancel();   // before 30 s: the ping is never sent
 /// @endcode
 template <class Rep, class Period, class F>
-task<detail::spawn_result_t<F>> spawn_later(std::chrono::duration<Rep, Period> d, F&& fn) {
+[[nodiscard("dropping the task cancels the fiber; call detach() to let it run on")]] task<detail::spawn_result_t<F>>
+spawn_later(std::chrono::duration<Rep, Period> d, F&& fn) {
   auto start = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
   return spawn([start, f = std::decay_t<F>(std::forward<F>(fn))]() mutable -> detail::spawn_result_t<F> {
     coop::sleep_until(start);

@@ -57,6 +57,7 @@ public:
         raw->run(f);
       });
     } catch (...) {
+      it->detach(); // no fiber to wait for
       members_.erase(it);
       throw;
     }

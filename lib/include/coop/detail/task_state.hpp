@@ -42,6 +42,11 @@ public:
   void cancel(std::shared_ptr<task_base> self);
   /// Rethrows the fiber's exception, if any; marks it observed.
   void rethrow();
+  /// What a `task` handle does when it lets go of `self` (destroyed or
+  /// assigned over): when the fiber has not finished, cancels it and waits,
+  /// shielded, until it has ended. Detaches instead where the caller cannot
+  /// wait: on the fiber itself, and in a runtime thread's scheduler context.
+  static void drop(std::shared_ptr<task_base> self) noexcept;
 
 protected:
   void finish(std::exception_ptr error) noexcept;
