@@ -130,12 +130,10 @@ void yield_now() {
   boost::this_fiber::yield();
 }
 
-void count_buffered_read() noexcept {
-  if (fiber_state* fs = current_fiber_state()) count_direct_io(*fs);
-}
-
-bool buffered_read_interrupted(boost::system::error_code& ec) noexcept {
-  return current_wait_context().checkpoint(ec);
+fiber_state* begin_buffered_read(boost::system::error_code& ec) noexcept {
+  fiber_state* fs = current_fiber_state();
+  (fs ? static_cast<wait_context&>(*fs) : current_wait_context()).checkpoint(ec);
+  return fs;
 }
 
 fiber_state* begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec) {

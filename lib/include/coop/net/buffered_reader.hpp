@@ -96,12 +96,13 @@ public:
   /// Fails with `not_found` when the delimiter does not end within
   /// `max_line()` bytes, with `eof` when the stream ends first.
   std::string_view read_until(std::string_view delim, boost::system::error_code& ec) {
-    if (detail::buffered_read_interrupted(ec)) return {};
+    detail::fiber_state* fs = detail::begin_buffered_read(ec);
+    if (ec) return {};
     std::size_t from = 0; // where the delimiter may start, at the earliest
     for (bool has_read = false;; has_read = true) {
       const std::string_view data = unread();
       if (std::size_t at = data.find(delim, from); at != std::string_view::npos) {
-        if (!has_read) detail::count_buffered_read();
+        if (!has_read) detail::count_buffered_read(fs);
         advance(at + delim.size());
         return data.substr(0, at + delim.size());
       }
@@ -125,7 +126,8 @@ public:
   /// Fails with `invalid_argument` when `n > max_line()` (they can never
   /// fit), with `eof` when the stream ends first.
   std::string_view peek(std::size_t n, boost::system::error_code& ec) {
-    if (detail::buffered_read_interrupted(ec)) return {};
+    detail::fiber_state* fs = detail::begin_buffered_read(ec);
+    if (ec) return {};
     if (n > max_line_) {
       ec = boost::asio::error::invalid_argument;
       return {};
@@ -133,7 +135,7 @@ public:
     bool has_read = false;
     for (; buffered() < n; has_read = true)
       if (!fill(n, ec)) return {};
-    if (!has_read) detail::count_buffered_read();
+    if (!has_read) detail::count_buffered_read(fs);
     return unread().substr(0, n);
   }
   std::string_view peek(std::size_t n) {
@@ -149,11 +151,12 @@ public:
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
     const std::size_t want = boost::asio::buffer_size(buffers);
     if (buffered() == 0 && want >= (std::max)(capacity_, initial_capacity)) return stream_->read_some(buffers, ec);
-    if (detail::buffered_read_interrupted(ec) || want == 0) return 0;
+    detail::fiber_state* fs = detail::begin_buffered_read(ec);
+    if (ec || want == 0) return 0;
     if (buffered() == 0) {
       if (!fill(1, ec)) return 0;
     } else {
-      detail::count_buffered_read();
+      detail::count_buffered_read(fs);
     }
     const std::size_t n = boost::asio::buffer_copy(buffers, boost::asio::buffer(buf_.get() + begin_, buffered()));
     advance(n);
