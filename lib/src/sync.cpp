@@ -189,8 +189,7 @@ detail::park_result mutex::lock_slow(detail::wait_context& self, std::uintptr_t 
   // (its thread is still waking up); and while other fibers of this thread
   // are ready, they had better run instead.
   const void* holder_thread = holder_thread_.load(std::memory_order_relaxed);
-  if (!(seen & queued) && holder_thread != this_thread_id() && holder_thread != &handed_over &&
-      nothing_else_ready()) {
+  if (!(seen & queued) && holder_thread != this_thread_id() && holder_thread != &handed_over && nothing_else_ready()) {
     for (int i = 0; i < mutex_spins; ++i) {
       spin_pause();
       std::uintptr_t s = state_.load(std::memory_order_relaxed);

@@ -46,8 +46,8 @@ std::size_t basic_stream<Protocol>::read_until(std::string& buffer, std::string_
     from = size >= delim.size() ? size - delim.size() + 1 : 0;
     // As Asio's read_until: the string's spare capacity, 512 bytes at least,
     // 64 KiB at most, never past max_size.
-    const std::size_t room =
-        (std::min)((std::max)(buffer.capacity() - size, std::size_t{512}), (std::min)(std::size_t{65536}, max_size - size));
+    const std::size_t room = (std::min)((std::max)(buffer.capacity() - size, std::size_t{512}),
+                                        (std::min)(std::size_t{65536}, max_size - size));
     buffer.resize(size + room);
     std::size_t n = read_some(boost::asio::buffer(buffer.data() + size, room), ec);
     buffer.resize(size + n);
