@@ -34,6 +34,7 @@
 #include <iostream>
 #include <set>
 #include <string>
+#include <string_view>
 
 namespace {
 
@@ -70,7 +71,7 @@ public:
   void leave(member& m) { members_.erase(&m); }
 
   /// Queues `line` for every member except `from`, without waiting.
-  void broadcast(const member& from, const std::string& line) {
+  void broadcast(const member& from, std::string_view line) {
     for (member* m : members_) {
       if (m == &from) continue;
       if (m->outbox.try_push(std::string(line)) == coop::channel_status::full) {
@@ -106,13 +107,13 @@ void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_
     me.disconnect(); // a failed write ends the reader too
   });
 
-  std::string input;
+  coop::net::buffered_reader input(me.stream, max_line);
   for (;;) {
     boost::system::error_code ec;
-    std::size_t n = 0;
+    std::string_view line; // "\n" included, valid until the next read
     {
       coop::timeout limit(me.last_activity + idle);
-      n = me.stream.read_until(input, "\n", max_line, ec);
+      line = input.read_until("\n", ec);
     }
     if (ec == coop::errc::timed_out && clock::now() < me.last_activity + idle)
       continue; // a line was written to the client meanwhile: not idle
@@ -123,8 +124,12 @@ void chat(room& everyone, tcp_stream stream, std::size_t queue, std::size_t max_
                 << std::endl;
     if (ec) break; // end of stream, reset, too long, idle, disconnected, cancelled
     me.last_activity = clock::now();
-    everyone.broadcast(me, input.substr(0, n));
-    input.erase(0, n);
+    everyone.broadcast(me, line);
+    // Let the writers take the line before the next one: a client that sends
+    // many lines at once gets them back from the buffer without a yield, and
+    // a reader racing ahead would fill the others' outboxes, which the
+    // slow-client policy would take for slow clients.
+    coop::this_fiber::yield();
   }
 
   everyone.leave(me);

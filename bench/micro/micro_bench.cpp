@@ -1,7 +1,9 @@
 // bench/micro/micro_bench.cpp — coop's primitives against their raw
 // Boost.Fiber counterparts, on Google Benchmark. Names come in pairs,
-// coop/<what> and raw/<what>; scripts/bench prints each coop figure as a
-// ratio to its raw one (see docs/performance.md for what each measures).
+// coop/<what> and <reference>/<what> (raw: Boost.Fiber; asio; std: the
+// standard library; hand: hand-written code); scripts/bench prints each coop
+// figure as a ratio to its reference (see docs/performance.md for what each
+// measures).
 //
 // Every benchmark body runs on a fresh OS thread: coop::run installs coop's
 // scheduler on the thread that calls it, and Boost.Fiber keeps a thread's
@@ -12,6 +14,7 @@
 #include <coop/coop.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/local/connect_pair.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/fiber/all.hpp>
 
@@ -20,9 +23,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -357,6 +362,187 @@ void raw_park_wake(benchmark::State& state) {
   });
 }
 
+// --- mutex: lock + unlock, a short critical section ------------------------
+// coop::mutex against std::mutex. Uncontended: one fiber (one thread) locks
+// and unlocks in a loop. Two threads: a fiber on each of two runtime threads
+// (std: two OS threads) takes the lock around a counter increment, with a
+// little work outside it, so the lock is mostly free when asked for; the
+// figure is the measuring side's wall-clock time per iteration.
+
+/// Work outside the lock that is not optimised away: `steps` steps of about
+/// a nanosecond each.
+inline void outside_work(long steps) {
+  for (long i = 0; i < steps; ++i)
+    benchmark::DoNotOptimize(i);
+}
+
+/// state.range(0): steps of work outside the lock per iteration (0 when absent).
+template <class Mutex> void lock_loop(benchmark::State& state, Mutex& m, long& counter) {
+  const long steps = state.range(0);
+  for (auto _ : state) {
+    m.lock();
+    ++counter;
+    m.unlock();
+    outside_work(steps);
+  }
+}
+
+/// The partner's loop: the same, until `stop`.
+template <class Mutex> void partner_lock_loop(Mutex& m, long& counter, long steps, const std::atomic<bool>& stop) {
+  while (!stop.load(std::memory_order_relaxed)) {
+    m.lock();
+    ++counter;
+    m.unlock();
+    outside_work(steps);
+  }
+}
+
+void coop_mutex_uncontended(benchmark::State& state) {
+  on_fresh_thread([&] {
+    coop::run([&] {
+      coop::mutex m;
+      long counter = 0;
+      lock_loop(state, m, counter);
+      benchmark::DoNotOptimize(counter);
+    });
+  });
+}
+
+void std_mutex_uncontended(benchmark::State& state) {
+  on_fresh_thread([&] {
+    std::mutex m;
+    long counter = 0;
+    lock_loop(state, m, counter);
+    benchmark::DoNotOptimize(counter);
+  });
+}
+
+void coop_mutex_two_threads(benchmark::State& state) {
+  on_fresh_thread([&] {
+    coop::runtime other(1); // the partner's runtime thread
+    coop::run([&] {
+      coop::mutex m;
+      long counter = 0;
+      std::atomic<bool> stop{false}, started{false};
+      auto partner = other.spawn_on(0, [&] {
+        started = true;
+        partner_lock_loop(m, counter, state.range(0), stop);
+      });
+      while (!started.load())
+        coop::this_fiber::yield();
+      lock_loop(state, m, counter);
+      stop = true;
+      partner.join();
+      benchmark::DoNotOptimize(counter);
+    });
+  });
+}
+
+void std_mutex_two_threads(benchmark::State& state) {
+  on_fresh_thread([&] {
+    std::mutex m;
+    long counter = 0;
+    std::atomic<bool> stop{false}, started{false};
+    std::thread partner([&] {
+      started = true;
+      partner_lock_loop(m, counter, state.range(0), stop);
+    });
+    while (!started.load())
+      std::this_thread::yield();
+    lock_loop(state, m, counter);
+    stop = true;
+    partner.join();
+    benchmark::DoNotOptimize(counter);
+  });
+}
+
+// --- pipelined lines: a peer sends "PING\r\n" back to back ------------------
+// One iteration: one line parsed. A writer fiber of the same thread sends
+// exactly as many lines as the run needs, 64 KiB at a time, over a Unix
+// socket pair; the reader takes them one by one:
+//   coop/pipelined_lines             coop::net::buffered_reader::read_line
+//   coop/pipelined_lines_read_until  unix_stream::read_until into a std::string, erasing each line
+//   hand/pipelined_lines(_read_until) the reference: a hand-written buffer
+//                                    (read_some into 16 KiB, memchr, move the rest to the front)
+
+/// A connected pair of Unix stream sockets of the calling runtime thread.
+std::pair<coop::net::unix_stream, coop::net::unix_stream> unix_pair() {
+  boost::asio::local::stream_protocol::socket a(coop::this_thread_io()), b(coop::this_thread_io());
+  boost::asio::local::connect_pair(a, b);
+  return {coop::net::unix_stream(std::move(a)), coop::net::unix_stream(std::move(b))};
+}
+
+/// Runs `parse(stream)` once per iteration (it must take exactly one line)
+/// while a writer fiber sends `state.max_iterations` lines.
+template <class Setup> void pipelined(benchmark::State& state, Setup setup) {
+  on_fresh_thread([&] {
+    coop::run([&] {
+      auto [out, in] = unix_pair();
+      const auto total = static_cast<std::size_t>(state.max_iterations);
+      auto writer = coop::spawn([&out = out, total] {
+        std::string chunk;
+        for (int i = 0; i < 64 * 1024 / 6; ++i)
+          chunk += "PING\r\n";
+        const std::size_t per_chunk = chunk.size() / 6;
+        for (std::size_t sent = 0; sent < total; sent += per_chunk)
+          out.write_all(boost::asio::buffer(chunk.data(), (std::min)(per_chunk, total - sent) * 6));
+        out.shutdown_send();
+      });
+      auto parse = setup(in);
+      for (auto _ : state)
+        benchmark::DoNotOptimize(parse());
+      writer.join();
+    });
+  });
+}
+
+void coop_pipelined_lines(benchmark::State& state) {
+  pipelined(state, [](coop::net::unix_stream& s) {
+    return [reader = coop::net::buffered_reader(s)]() mutable { return reader.read_line().size(); };
+  });
+}
+
+void coop_pipelined_read_until(benchmark::State& state) {
+  pipelined(state, [](coop::net::unix_stream& s) {
+    return [&s, buffer = std::string()]() mutable {
+      std::size_t n = s.read_until(buffer, "\r\n");
+      buffer.erase(0, n);
+      return n;
+    };
+  });
+}
+
+/// What a server written without a buffered reader does.
+class hand_parser {
+public:
+  explicit hand_parser(coop::net::unix_stream& s) : s_(&s), buf_(std::make_unique<char[]>(size)) {}
+  std::size_t next_line() {
+    for (;;) {
+      if (auto* nl = static_cast<char*>(std::memchr(buf_.get() + begin_, '\n', end_ - begin_))) {
+        std::size_t n = static_cast<std::size_t>(nl + 1 - (buf_.get() + begin_));
+        begin_ += n;
+        return n;
+      }
+      std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
+      end_ -= begin_;
+      begin_ = 0;
+      end_ += s_->read_some(boost::asio::buffer(buf_.get() + end_, size - end_));
+    }
+  }
+
+private:
+  static constexpr std::size_t size = 16384;
+  coop::net::unix_stream* s_;
+  std::unique_ptr<char[]> buf_;
+  std::size_t begin_ = 0, end_ = 0;
+};
+
+void hand_pipelined_lines(benchmark::State& state) {
+  pipelined(state, [](coop::net::unix_stream& s) {
+    return [parser = std::make_shared<hand_parser>(s)] { return parser->next_line(); };
+  });
+}
+
 // --- parked-fiber RSS: N fibers, each waiting on an event --------------------
 // Reports KiB of resident memory per parked fiber (VmRSS after they all
 // parked minus before). Both sides use 128 KiB stacks (coop's default;
@@ -422,6 +608,12 @@ void raw_parked_rss(benchmark::State& state) {
   state.counters["rss_kib_per_fiber"] = per_fiber;
 }
 
+/// Two threads taking one lock: almost always (16 steps of work outside the
+/// lock) and now and then (1,000 steps, about a microsecond).
+void outside_steps(benchmark::internal::Benchmark* b) {
+  b->ArgName("work")->Arg(16)->Arg(1000);
+}
+
 void capacities(benchmark::internal::Benchmark* b) {
   b->ArgName("capacity")->Arg(0)->Arg(1)->Arg(1024);
 }
@@ -445,6 +637,14 @@ BENCHMARK(coop_timeout)->Name("coop/timeout_set_clear");
 BENCHMARK(asio_timer)->Name("asio/timeout_set_clear");
 BENCHMARK(coop_select)->Name("coop/select");
 BENCHMARK(raw_select_reference)->Name("raw/select");
+BENCHMARK(coop_mutex_uncontended)->Name("coop/mutex_uncontended")->Arg(0)->ArgName("work");
+BENCHMARK(std_mutex_uncontended)->Name("std/mutex_uncontended")->Arg(0)->ArgName("work");
+BENCHMARK(coop_mutex_two_threads)->Name("coop/mutex_two_threads")->Apply(outside_steps)->UseRealTime();
+BENCHMARK(std_mutex_two_threads)->Name("std/mutex_two_threads")->Apply(outside_steps)->UseRealTime();
+BENCHMARK(coop_pipelined_lines)->Name("coop/pipelined_lines");
+BENCHMARK(hand_pipelined_lines)->Name("hand/pipelined_lines");
+BENCHMARK(coop_pipelined_read_until)->Name("coop/pipelined_lines_read_until");
+BENCHMARK(hand_pipelined_lines)->Name("hand/pipelined_lines_read_until");
 BENCHMARK(coop_park_wake)->Name("coop/park_wake");
 BENCHMARK(raw_park_wake)->Name("raw/park_wake");
 

@@ -126,6 +126,12 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {
   outside(what);
 }
 
+fiber_state* begin_buffered_read(boost::system::error_code& ec) noexcept {
+  fiber_state* fs = current_fiber_state();
+  (fs ? static_cast<wait_context&>(*fs) : current_wait_context()).checkpoint(ec);
+  return fs;
+}
+
 fiber_state* begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec) {
   io_mode mode = mode_for(ex, what);
   wait_context& wc = mode.fiber ? *mode.fiber : current_wait_context();

@@ -10,6 +10,9 @@
 #include <coop/semaphore.hpp>
 #include <coop/wait_group.hpp>
 
+#include <boost/fiber/context.hpp>
+#include <boost/fiber/scheduler.hpp>
+
 #include <string>
 
 namespace coop {
@@ -114,20 +117,113 @@ std::size_t semaphore::available() const noexcept {
 }
 
 // --- mutex ---------------------------------------------------------------------------
+//
+// state_ holds the holder (its wait context's address) and the `queued` bit.
+// Without the bit, lock is a compare-and-swap from 0 and unlock one back to
+// 0. Callers that must wait set the bit under lock_ before they queue; while
+// it is set only code under lock_ changes state_, so unlock's slow path can
+// hand the mutex straight to the first waiter (it is never free in between:
+// FIFO, no barging past a queued waiter).
+
+namespace {
+
+/// Identifies the calling thread (for `holder_thread_`).
+const void* this_thread_id() noexcept {
+  static thread_local const char marker = 0;
+  return &marker;
+}
+
+/// `holder_thread_` of a mutex handed to a waiter that has not run yet.
+const char handed_over = 0;
+
+void spin_pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+/// Whether the calling thread has nothing else to run: a spin then keeps no
+/// fiber from running (Go's mutex spins only with an empty run queue too).
+bool nothing_else_ready() noexcept {
+  return !boost::fibers::context::active()->get_scheduler()->has_ready_fibers();
+}
+
+/// How many times a caller checks a mutex held on another thread before it
+/// queues (each check after a pause instruction: 100 are about 1 to 5 us).
+constexpr int mutex_spins = 100;
+
+[[noreturn]] void already_held() {
+  throw usage_error("coop::mutex::lock: the calling fiber (or thread) already holds this mutex "
+                    "(coop::mutex is not recursive)");
+}
+
+} // namespace
 
 detail::park_result mutex::lock_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"mutex lock", this, -1, true};
   detail::wait_context& self = detail::current_wait_context();
+  if (self.checkpoint(ec)) return detail::park_result::interrupted;
+  std::uintptr_t seen = 0;
+  if (state_.compare_exchange_strong(seen, reinterpret_cast<std::uintptr_t>(&self), std::memory_order_acquire,
+                                     std::memory_order_relaxed)) {
+    holder_thread_.store(this_thread_id(), std::memory_order_relaxed);
+    return detail::park_result::completed;
+  }
+  return lock_slow(self, seen, deadline, ec);
+}
+
+detail::park_result mutex::lock_slow(detail::wait_context& self, std::uintptr_t seen, detail::steady_time deadline,
+                                     boost::system::error_code& ec) {
+  const auto me = reinterpret_cast<std::uintptr_t>(&self);
+  if ((seen & ~queued) == me) already_held();
+  auto take = [&](std::uintptr_t& s) {
+    if (!state_.compare_exchange_weak(s, me, std::memory_order_acquire, std::memory_order_relaxed)) return false;
+    holder_thread_.store(this_thread_id(), std::memory_order_relaxed);
+    return true;
+  };
+  // A holder running on another thread may release it any moment: a short
+  // spin costs less than queueing and a wake-up across threads. Pointless
+  // when callers already queue (they get it first), when the holder is on
+  // this thread (it cannot run while we spin) or was just handed the mutex
+  // (its thread is still waking up); and while other fibers of this thread
+  // are ready, they had better run instead.
+  const void* holder_thread = holder_thread_.load(std::memory_order_relaxed);
+  if (!(seen & queued) && holder_thread != this_thread_id() && holder_thread != &handed_over && nothing_else_ready()) {
+    for (int i = 0; i < mutex_spins; ++i) {
+      spin_pause();
+      std::uintptr_t s = state_.load(std::memory_order_relaxed);
+      if (s == 0 && take(s)) return detail::park_result::completed;
+      if (s & queued) break;
+    }
+  }
+  const detail::wait_info info{"mutex lock", this, -1, true};
   detail::waiter w;
   w.payload = &self; // the new holder, set by unlock() when it hands over
-  return detail::sync_wait(lock_, waiters_, w, info, deadline, ec, [&] {
-    if (owner_ == &self)
-      throw usage_error("coop::mutex::lock: the calling fiber (or thread) already holds this mutex "
-                        "(coop::mutex is not recursive)");
-    if (owner_) return false;
-    owner_ = &self;
-    return true;
-  });
+  detail::spinlock_lock lk(lock_);
+  std::uintptr_t s = state_.load(std::memory_order_relaxed);
+  for (;;) {
+    if (s == 0) {
+      if (take(s)) return detail::park_result::completed;
+    } else if (s & queued) {
+      break;
+    } else if (state_.compare_exchange_weak(s, s | queued, std::memory_order_relaxed)) {
+      break;
+    }
+  }
+  auto r = waiters_.wait(lk, w, info, ec, deadline);
+  if (r == detail::park_result::completed)
+    holder_thread_.store(this_thread_id(), std::memory_order_relaxed);
+  else
+    left_queue();
+  return r;
+}
+
+void mutex::left_queue() noexcept {
+  detail::spinlock_lock lk(lock_);
+  std::uintptr_t s = state_.load(std::memory_order_relaxed);
+  // While `queued` is set, state_ changes only under lock_: a plain store is exact.
+  if ((s & queued) && waiters_.empty()) state_.store(s & ~queued, std::memory_order_relaxed);
 }
 
 void mutex::lock(boost::system::error_code& ec) {
@@ -141,10 +237,11 @@ void mutex::lock() {
 }
 
 bool mutex::try_lock() noexcept {
-  detail::wait_context& self = detail::current_wait_context();
-  detail::spinlock_lock lk(lock_);
-  if (owner_) return false;
-  owner_ = &self;
+  std::uintptr_t seen = 0;
+  if (!state_.compare_exchange_strong(seen, reinterpret_cast<std::uintptr_t>(&detail::current_wait_context()),
+                                      std::memory_order_acquire, std::memory_order_relaxed))
+    return false;
+  holder_thread_.store(this_thread_id(), std::memory_order_relaxed);
   return true;
 }
 
@@ -159,15 +256,26 @@ bool mutex::try_lock_until(std::chrono::steady_clock::time_point deadline) {
 }
 
 void mutex::unlock() {
-  const detail::wait_context* self = &detail::current_wait_context();
+  const auto me = reinterpret_cast<std::uintptr_t>(&detail::current_wait_context());
+  std::uintptr_t seen = me;
+  if (state_.compare_exchange_strong(seen, 0, std::memory_order_release, std::memory_order_relaxed)) return;
+  unlock_slow(me, seen);
+}
+
+void mutex::unlock_slow(std::uintptr_t self, std::uintptr_t seen) {
+  if (seen == 0) throw usage_error("coop::mutex::unlock: the mutex is not locked");
+  if ((seen & ~queued) != self)
+    throw usage_error("coop::mutex::unlock: the calling fiber (or thread) does not hold the mutex");
+  // `queued` is set: nobody else changes state_ while we hold lock_.
   detail::spinlock_lock lk(lock_);
-  if (!owner_) throw usage_error("coop::mutex::unlock: the mutex is not locked");
-  if (owner_ != self) throw usage_error("coop::mutex::unlock: the calling fiber (or thread) does not hold the mutex");
   if (detail::waiter* w = waiters_.pop()) {
-    owner_ = static_cast<const detail::wait_context*>(w->payload); // handed over, never free
+    // Handed over, never free: the waiter holds it when it wakes.
+    holder_thread_.store(&handed_over, std::memory_order_relaxed);
+    state_.store(reinterpret_cast<std::uintptr_t>(w->payload) | (waiters_.empty() ? 0 : queued),
+                 std::memory_order_release);
     w->wake();
   } else {
-    owner_ = nullptr;
+    state_.store(0, std::memory_order_release); // the waiters left (timed out, cancelled)
   }
 }
 

@@ -1,6 +1,8 @@
 // basic_stream's compiled parts, for both of its protocols (tcp_stream and unix_stream).
 #include <coop/net/basic_stream.hpp>
 
+#include <algorithm>
+
 namespace coop::net {
 
 template <class Protocol>
@@ -22,13 +24,35 @@ detail::fiber_state* basic_stream<Protocol>::begin(const char* what, boost::syst
 template <class Protocol>
 std::size_t basic_stream<Protocol>::read_until(std::string& buffer, std::string_view delim, std::size_t max_size,
                                                boost::system::error_code& ec) {
-  // One wait per call, even for a line already buffered: a reader that
-  // hands each line to other fibers (a chat room) lets them run in between.
-  auto dyn = boost::asio::dynamic_buffer(buffer, max_size);
-  const detail::wait_info info{"read", this, socket_.native_handle()};
-  if (begin(call_name("coop::net::tcp_stream::read_until", "coop::net::unix_stream::read_until"), ec))
-    return ec ? 0 : boost::asio::async_read_until(socket_, dyn, delim, detail::yield_for(info, ec));
-  return ec ? 0 : boost::asio::read_until(*this, dyn, delim, ec);
+  // A delimiter already in `buffer` (a pipelined request) returns at once,
+  // without a system call or a trip through the scheduler; it counts against
+  // the fiber's direct-I/O budget like a read that found data. Otherwise
+  // read_some appends (trying the kernel first, as it always does) until the
+  // delimiter arrives.
+  detail::fiber_state* fs =
+      begin(call_name("coop::net::tcp_stream::read_until", "coop::net::unix_stream::read_until"), ec);
+  if (ec) return 0;
+  std::size_t from = 0; // where the delimiter may start, at the earliest
+  for (bool has_read = false;; has_read = true) {
+    if (std::size_t at = std::string_view(buffer).find(delim, from); at != std::string_view::npos) {
+      if (fs && !has_read) detail::count_direct_io(*fs);
+      return at + delim.size();
+    }
+    const std::size_t size = buffer.size();
+    if (size >= max_size) {
+      ec = boost::asio::error::not_found;
+      return 0;
+    }
+    from = size >= delim.size() ? size - delim.size() + 1 : 0;
+    // As Asio's read_until: the string's spare capacity, 512 bytes at least,
+    // 64 KiB at most, never past max_size.
+    const std::size_t room = (std::min)((std::max)(buffer.capacity() - size, std::size_t{512}),
+                                        (std::min)(std::size_t{65536}, max_size - size));
+    buffer.resize(size + room);
+    std::size_t n = read_some(boost::asio::buffer(buffer.data() + size, room), ec);
+    buffer.resize(size + n);
+    if (ec) return 0;
+  }
 }
 
 template <class Protocol>

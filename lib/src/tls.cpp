@@ -235,6 +235,14 @@ std::size_t tls_stream::read_until(std::string& buffer, std::string_view delim, 
                                    boost::system::error_code& ec) {
   const coop::detail::wait_info info{"tls read", this, fd()};
   begin("coop::net::tls_stream::read_until");
+  // A delimiter already in `buffer` returns at once (Asio's operation would
+  // complete at once too, but through the scheduler's queue: a yield per line).
+  if (std::size_t at = std::string_view(buffer).find(delim); at != std::string_view::npos) {
+    coop::detail::fiber_state* fs = coop::detail::begin_buffered_read(ec);
+    if (ec) return 0;
+    coop::detail::count_buffered_read(fs);
+    return at + delim.size();
+  }
   auto dyn = boost::asio::dynamic_buffer(buffer, max_size);
   return boost::asio::async_read_until(ssl_, dyn, delim, coop::detail::yield_for(info, ec));
 }

@@ -125,6 +125,40 @@ COOP_TEST_CASE(a_peer_that_always_has_data_cannot_starve_the_other_fibers) {
              "the other fiber ran " << ticks_during << " times during " << bytes << " reads that found data");
 }
 
+COOP_TEST_CASE(read_until_with_the_delimiter_already_buffered_does_not_yield_every_call) {
+  // Pipelined lines, all already in the caller's buffer: read_until returns
+  // each at once. It used to go through Asio's operation, which completes
+  // through the scheduler's queue: a yield per line (the other fiber ran
+  // once per call). Now it yields once per detail::direct_io_budget (16)
+  // calls: still often enough that the other fibers run.
+  auto [a, b] = connected_pair();
+  constexpr int lines = 1600;
+  std::string buffer;
+  for (int i = 0; i < lines; ++i)
+    buffer += "PING\r\n";
+  bool reading = true;
+  long ticks = 0;
+  auto ticker = coop::spawn([&] {
+    while (reading) {
+      ++ticks;
+      coop::this_fiber::yield();
+    }
+  });
+  coop::this_fiber::yield(); // the ticker is running
+  long before = ticks;
+  for (int i = 0; i < lines; ++i) {
+    std::size_t n = a.read_until(buffer, "\r\n");
+    BOOST_TEST_REQUIRE(n == 6u);
+    buffer.erase(0, n);
+  }
+  long during = ticks - before;
+  reading = false;
+  ticker.join();
+  BOOST_TEST(buffer.empty());
+  BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
+  BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");
+}
+
 COOP_TEST_CASE(a_fiber_resumed_directly_by_boost_fiber_is_not_taken_for_its_launcher) {
   // A raw Boost.Fiber fiber launched with launch::dispatch runs at once,
   // without the scheduler choosing it: coop must not mistake it for the

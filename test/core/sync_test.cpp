@@ -477,6 +477,59 @@ COOP_MT_TEST_CASE(mutex_lock_cancelled_from_another_thread) {
   m.unlock();
 }
 
+namespace coop::detail {
+/// The mutex's wait-queue spinlock, which the tests hold to prove the fast path never takes it.
+struct mutex_test_access {
+  static spinlock& wait_lock(coop::mutex& m) { return m.lock_; }
+};
+} // namespace coop::detail
+
+BOOST_AUTO_TEST_CASE(mutex_lock_and_unlock_without_waiters_never_take_the_wait_queue_lock) {
+  // The uncontended path is one atomic operation each way: with the wait
+  // queue's spinlock held by this thread, a runtime thread still locks and
+  // unlocks a free mutex (in every form), including right after a waiter
+  // timed out and left the queue. Taking the spinlock there would hang until
+  // this thread lets go (10 s below), and the test fails.
+  coop::mutex m;
+  std::atomic<bool> ready{false}, held{false}, done{false}, timed_out_waiter_failed{false};
+  coop::runtime rt(1);
+  auto body = rt.spawn_on(0, [&] {
+    m.lock();
+    auto other = coop::spawn([&] { return m.try_lock_for(5ms); });
+    timed_out_waiter_failed = !other.get(); // it queued, then left
+    ready = true;
+    while (!held)
+      coop::this_fiber::yield();
+    m.unlock(); // nobody waits any more
+    for (int i = 0; i < 1000; ++i) {
+      m.lock();
+      m.unlock();
+      if (m.try_lock()) m.unlock();
+      std::lock_guard lock(m);
+    }
+    if (m.try_lock_for(1s)) m.unlock();
+    done = true;
+  });
+  auto give_up = std::chrono::steady_clock::now() + 10s;
+  while (!ready && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(1ms);
+  BOOST_REQUIRE(ready.load());
+  bool finished_while_held = false;
+  {
+    coop::detail::spinlock_lock lk(coop::detail::mutex_test_access::wait_lock(m));
+    held = true;
+    give_up = std::chrono::steady_clock::now() + 10s;
+    while (!done && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(1ms);
+    finished_while_held = done.load();
+  }
+  body.get();
+  BOOST_TEST(timed_out_waiter_failed.load());
+  BOOST_TEST(finished_while_held, "lock/unlock of a free mutex waited for the wait queue's spinlock");
+  BOOST_TEST(m.try_lock());
+  m.unlock();
+}
+
 BOOST_AUTO_TEST_CASE(mutex_between_a_plain_thread_and_fibers) {
   coop::runtime rt(2);
   coop::mutex m;

@@ -513,6 +513,56 @@ COOP_MT_TEST_CASE(servers_on_every_runtime_thread) {
     BOOST_TEST(r.get());
 }
 
+COOP_TEST_CASE(read_until_with_the_delimiter_already_buffered_does_not_yield_every_call) {
+  // As for tcp_stream (core.hot_path): lines already in the caller's buffer
+  // come back without Asio's operation (which completed through the
+  // scheduler's queue: a yield per line), one yield per direct-I/O budget.
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  auto [client, server] = connected_tls_pair(server_ctx, client_ctx);
+  constexpr int lines = 1600;
+  std::string buffer;
+  for (int i = 0; i < lines; ++i)
+    buffer += "PING\r\n";
+  bool reading = true;
+  long ticks = 0;
+  auto ticker = coop::spawn([&] {
+    while (reading) {
+      ++ticks;
+      coop::this_fiber::yield();
+    }
+  });
+  coop::this_fiber::yield();
+  long before = ticks;
+  for (int i = 0; i < lines; ++i) {
+    std::size_t n = server.read_until(buffer, "\r\n");
+    BOOST_TEST_REQUIRE(n == 6u);
+    buffer.erase(0, n);
+  }
+  long during = ticks - before;
+  reading = false;
+  ticker.join();
+  BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
+  BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");
+  // And when the line is not there yet, it still reads it from the peer.
+  client.write_all(boost::asio::buffer(std::string_view("over TLS\n")));
+  std::size_t n = server.read_until(buffer, "\n");
+  BOOST_TEST(buffer.substr(0, n) == "over TLS\n");
+}
+
+COOP_TEST_CASE(a_buffered_reader_reads_lines_over_tls) {
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  auto [client, server] = connected_tls_pair(server_ctx, client_ctx);
+  coop::net::buffered_reader in(server);
+  client.write_all(boost::asio::buffer(std::string_view("PING\r\nECHO hi\r\nPAR")));
+  BOOST_TEST(in.read_line() == "PING");
+  BOOST_TEST(in.read_until("\r\n") == "ECHO hi\r\n");
+  test_support::expect_timeout([&in = in] { (void)in.read_line(); });
+  client.write_all(boost::asio::buffer(std::string_view("TIAL\n")));
+  BOOST_TEST(in.read_line() == "PARTIAL");
+}
+
 COOP_TEST_CASE(a_stream_of_another_runtime_thread_is_a_usage_error) {
   auto server_ctx = server_context();
   auto client_ctx = client_context();

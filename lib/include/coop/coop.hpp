@@ -12,6 +12,7 @@
 #include <coop/mutex.hpp>
 #include <coop/net/basic_listener.hpp>
 #include <coop/net/basic_stream.hpp>
+#include <coop/net/buffered_reader.hpp>
 #include <coop/net/connect.hpp>
 #include <coop/net/resolve.hpp>
 #include <coop/net/serve.hpp>

@@ -48,6 +48,20 @@ inline constexpr std::uint32_t accept_batch = 64;
 /// pass of the ready queue each).
 inline void count_direct_accept(fiber_state& fs) {
   if (++fs.direct_io_streak >= accept_batch) yield_now();
+
+/// The start of a call that may be served from bytes already in user space
+/// (a buffered reader's buffer, the caller's buffer of `read_until`): the
+/// entry check of the caller's wait context (`ec` set when an interruption
+/// is due: the call must fail). Returns the calling fiber's state, null on
+/// a plain thread.
+fiber_state* begin_buffered_read(boost::system::error_code& ec) noexcept;
+
+/// Such a call was served from user space, without a system call or a wait:
+/// like a read that found data, it counts against the fiber's
+/// `direct_io_budget`, so a reader that always finds its next line buffered
+/// still lets the other fibers of its thread run. Nothing on a plain thread.
+inline void count_buffered_read(fiber_state* fs) noexcept {
+  if (fs) count_direct_io(*fs);
 }
 
 /// The io_context new I/O objects of the calling thread belong to.
