@@ -48,6 +48,7 @@ inline constexpr std::uint32_t accept_batch = 64;
 /// pass of the ready queue each).
 inline void count_direct_accept(fiber_state& fs) {
   if (++fs.direct_io_streak >= accept_batch) yield_now();
+}
 
 /// The start of a call that may be served from bytes already in user space
 /// (a buffered reader's buffer, the caller's buffer of `read_until`): the
