@@ -189,21 +189,11 @@ COOP_TEST_CASE(lines_already_buffered_still_let_the_other_fibers_run) {
   send(a, pipelined);
   tcp_reader in(b);
   BOOST_TEST(in.peek(pipelined.size()).size() == pipelined.size()); // all of it buffered
-  bool reading = true;
-  long ticks = 0;
-  auto ticker = coop::spawn([&] {
-    while (reading) {
-      ++ticks;
-      coop::this_fiber::yield();
-    }
-  });
-  coop::this_fiber::yield(); // the ticker is running
-  long before = ticks;
+  test_support::turn_counter ticker;                                // another fiber of this thread, counting its turns
+  long before = ticker.turns();
   for (int i = 0; i < lines; ++i)
     BOOST_TEST_REQUIRE(in.read_line() == "PING");
-  long during = ticks - before;
-  reading = false;
-  ticker.join();
+  long during = ticker.turns() - before;
   BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");
   BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
 }

@@ -104,22 +104,12 @@ COOP_TEST_CASE(a_peer_that_always_has_data_cannot_starve_the_other_fibers) {
   constexpr int bytes = 20'000;
   std::string data(bytes, 'x');
   b.write_all(boost::asio::buffer(data)); // fits the socket buffers of loopback
-  bool reading = true;
-  long ticks = 0;
-  auto ticker = coop::spawn([&] {
-    while (reading) {
-      ++ticks;
-      coop::this_fiber::yield();
-    }
-  });
-  coop::this_fiber::yield(); // the ticker is running
-  long ticks_before = ticks;
+  test_support::turn_counter ticker;      // another fiber of this thread, counting its turns
+  long ticks_before = ticker.turns();
   char c;
   for (int i = 0; i < bytes; ++i)
     a.read_some(boost::asio::buffer(&c, 1));
-  long ticks_during = ticks - ticks_before;
-  reading = false;
-  ticker.join();
+  long ticks_during = ticker.turns() - ticks_before;
   // One turn at least every detail::direct_io_budget (16) reads.
   BOOST_TEST(ticks_during >= bytes / 64,
              "the other fiber ran " << ticks_during << " times during " << bytes << " reads that found data");
@@ -136,24 +126,14 @@ COOP_TEST_CASE(read_until_with_the_delimiter_already_buffered_does_not_yield_eve
   std::string buffer;
   for (int i = 0; i < lines; ++i)
     buffer += "PING\r\n";
-  bool reading = true;
-  long ticks = 0;
-  auto ticker = coop::spawn([&] {
-    while (reading) {
-      ++ticks;
-      coop::this_fiber::yield();
-    }
-  });
-  coop::this_fiber::yield(); // the ticker is running
-  long before = ticks;
+  test_support::turn_counter ticker; // another fiber of this thread, counting its turns
+  long before = ticker.turns();
   for (int i = 0; i < lines; ++i) {
     std::size_t n = a.read_until(buffer, "\r\n");
     BOOST_TEST_REQUIRE(n == 6u);
     buffer.erase(0, n);
   }
-  long during = ticks - before;
-  reading = false;
-  ticker.join();
+  long during = ticker.turns() - before;
   BOOST_TEST(buffer.empty());
   BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
   BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");

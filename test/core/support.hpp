@@ -83,6 +83,33 @@ template <class Cond> void yield_until(Cond cond) {
   }
 }
 
+/// Another fiber of the calling thread that yields in a loop while this
+/// object lives, counting its turns: how often the other fibers got to run.
+class turn_counter {
+public:
+  turn_counter()
+      : fiber_(coop::spawn([this] {
+          while (running_) {
+            ++turns_;
+            coop::this_fiber::yield();
+          }
+        })) {
+    coop::this_fiber::yield(); // it is running
+  }
+  ~turn_counter() {
+    running_ = false;
+    fiber_.join();
+  }
+  turn_counter(const turn_counter&) = delete;
+  turn_counter& operator=(const turn_counter&) = delete;
+  long turns() const { return turns_; }
+
+private:
+  bool running_ = true;
+  long turns_ = 0;
+  coop::task<> fiber_;
+};
+
 /// Runs `blocking` in a fiber under a 20 ms timeout; checks that it fails
 /// with timed_out.
 template <class F> void expect_timeout(F blocking) {

@@ -524,24 +524,14 @@ COOP_TEST_CASE(read_until_with_the_delimiter_already_buffered_does_not_yield_eve
   std::string buffer;
   for (int i = 0; i < lines; ++i)
     buffer += "PING\r\n";
-  bool reading = true;
-  long ticks = 0;
-  auto ticker = coop::spawn([&] {
-    while (reading) {
-      ++ticks;
-      coop::this_fiber::yield();
-    }
-  });
-  coop::this_fiber::yield();
-  long before = ticks;
+  test_support::turn_counter ticker; // another fiber of this thread, counting its turns
+  long before = ticker.turns();
   for (int i = 0; i < lines; ++i) {
     std::size_t n = server.read_until(buffer, "\r\n");
     BOOST_TEST_REQUIRE(n == 6u);
     buffer.erase(0, n);
   }
-  long during = ticks - before;
-  reading = false;
-  ticker.join();
+  long during = ticker.turns() - before;
   BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
   BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");
   // And when the line is not there yet, it still reads it from the peer.
