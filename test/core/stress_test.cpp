@@ -816,6 +816,12 @@ void socket_scenario(iteration& it, rng_t rng) {
   }
   for (auto& s : pairs) {
     s->writer.task.join();
+    // A writer cancelled before it started never ran (coop's rule), so it
+    // did not shut its end down: done here, so that the reader sees the end
+    // of the stream. (A timer-woken fiber runs before fibers spawned
+    // earlier: this scenario's cancel can come first.)
+    sys::error_code ignored;
+    s->writer_end->shutdown_send(ignored);
     s->reader.task.join();
   }
   for (auto& s : pairs)
