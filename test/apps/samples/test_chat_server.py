@@ -124,8 +124,10 @@ def long_line(binary):
 def slow_client(binary):
     """A client that never reads is disconnected once its outbox (--queue
     lines) is full, instead of making the server buffer without bound; a
-    client that keeps up gets every line."""
-    app = App([binary, "--port", "0", "--queue", "4"])
+    client that keeps up gets every line. The outbox holds 64 lines: the fast
+    client, a Python process on a loaded machine, may fall a few lines behind
+    while the server reads on (with 4, CI runs saw it dropped as too slow)."""
+    app = App([binary, "--port", "0", "--queue", "64"])
     sender, fast = Client(app.port, "sender"), Client(app.port, "fast")
     slow = Client(app.port, "slow", rcvbuf=4096)
     join_room([sender, fast, slow])
