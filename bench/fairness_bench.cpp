@@ -79,6 +79,7 @@ std::vector<double> sleep_lateness(int yielders, int n) {
   coop::run_options opts;
   opts.stack_size = 16 * 1024;
   opts.scheduling_delay_threshold = std::chrono::milliseconds(0); // the point of the run
+  opts.stall_threshold = std::chrono::milliseconds(0);            // spawning 100,000 fibers takes a while
   coop::run(
       [&] {
         bool stop = false;
@@ -111,7 +112,6 @@ std::vector<double> accept_latency(int clients, int hogs) {
   std::thread peer([&] {
     while (port.load() == 0)
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100)); // the hogs are computing
     boost::asio::io_context io;
     std::vector<boost::asio::ip::tcp::socket> socks;
     std::vector<clock_type::time_point> sent;
@@ -134,16 +134,8 @@ std::vector<double> accept_latency(int clients, int hogs) {
       [&] {
         coop::net::tcp_listener listener({boost::asio::ip::make_address("127.0.0.1"), 0});
         coop::task_group work;
-        for (int i = 0; i < hogs; ++i)
-          work.spawn([&done] {
-            while (!done) {
-              auto end = clock_type::now() + std::chrono::milliseconds(20);
-              while (clock_type::now() < end) {
-              }
-              coop::this_fiber::yield();
-            }
-          });
         coop::task_group connections;
+        int started = 0;
         work.spawn([&] {
           coop::net::serve(listener, connections, [](coop::net::tcp_stream c) {
             char b;
@@ -151,6 +143,20 @@ std::vector<double> accept_latency(int clients, int hogs) {
             c.write_all(boost::asio::buffer(&b, 1));
           });
         });
+        for (int i = 0; i < hogs; ++i)
+          work.spawn([&done, &started] {
+            ++started;
+            while (!done) {
+              auto end = clock_type::now() + std::chrono::milliseconds(20);
+              while (clock_type::now() < end) {
+              }
+              coop::this_fiber::yield();
+            }
+          });
+        // The clients come once every computing fiber has started (the
+        // steady state of a busy server, not its first pass).
+        while (started < hogs)
+          coop::sleep_for(std::chrono::milliseconds(5));
         port = listener.local_endpoint().port();
         while (!done)
           coop::sleep_for(std::chrono::milliseconds(5));

@@ -110,8 +110,10 @@ context* scheduler::pick_next() noexcept {
     owed_ = lanes;
     while (queues_[l].empty())
       ++l;
-    // A lower lane that has waited takes a turn (the one that waited longest).
-    for (unsigned k = l + 1; k < lanes; ++k)
+    // A lane that has waited takes a turn: the one that waited longest,
+    // the first lane itself included (lower lanes' turns must not keep it
+    // waiting either).
+    for (unsigned k = l; k < lanes; ++k)
       if (!queues_[k].empty() &&
           (picks_ - last_served_pick_[k] >= lane_turn_picks || now - last_served_[k] >= lane_max_wait_ticks) &&
           (owed_ == lanes || last_served_[k] < last_served_[owed_]))
