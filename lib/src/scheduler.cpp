@@ -53,13 +53,15 @@ scheduler::lane scheduler::lane_for(context* ctx, fiber_state& props) noexcept {
   // Made ready while the dispatcher runs: by an Asio handler (I/O, timers,
   // a post from another thread), Boost.Fiber's sleep queue or its
   // remote-ready queue. Otherwise by a fiber of this thread, or new.
-  const context* running = worker_.current_known ? worker_.current_context : context::active();
-  return running == dispatcher_ ? from_reactor : from_fiber;
+  return running() == dispatcher_ ? from_reactor : from_fiber;
+}
+
+const context* scheduler::running() const noexcept {
+  return worker_.current_known ? worker_.current_context : context::active();
 }
 
 bool scheduler::in_dispatcher() const noexcept {
-  const context* running = worker_.current_known ? worker_.current_context : context::active();
-  return running->is_context(boost::fibers::type::dispatcher_context);
+  return running()->is_context(boost::fibers::type::dispatcher_context);
 }
 
 context* scheduler::pick_next() noexcept {

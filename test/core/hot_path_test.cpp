@@ -122,21 +122,8 @@ COOP_TEST_CASE(read_until_with_the_delimiter_already_buffered_does_not_yield_eve
   // once per call). Now it yields once per detail::direct_io_budget (16)
   // calls: still often enough that the other fibers run.
   auto [a, b] = connected_pair();
-  constexpr int lines = 1600;
   std::string buffer;
-  for (int i = 0; i < lines; ++i)
-    buffer += "PING\r\n";
-  test_support::turn_counter ticker; // another fiber of this thread, counting its turns
-  long before = ticker.turns();
-  for (int i = 0; i < lines; ++i) {
-    std::size_t n = a.read_until(buffer, "\r\n");
-    BOOST_TEST_REQUIRE(n == 6u);
-    buffer.erase(0, n);
-  }
-  long during = ticker.turns() - before;
-  BOOST_TEST(buffer.empty());
-  BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
-  BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");
+  test_support::check_buffered_read_until_yields_rarely(a, buffer);
 }
 
 COOP_TEST_CASE(a_fiber_resumed_directly_by_boost_fiber_is_not_taken_for_its_launcher) {

@@ -110,6 +110,27 @@ private:
   coop::task<> fiber_;
 };
 
+/// Parses 1,600 pipelined lines, all already in `buffer`, with
+/// `stream.read_until`: each comes back at once, and the reader yields about
+/// once per direct-I/O budget (16 calls) rather than once per call, yet often
+/// enough that another fiber of the thread runs.
+template <class Stream> void check_buffered_read_until_yields_rarely(Stream& stream, std::string& buffer) {
+  constexpr int lines = 1600;
+  for (int i = 0; i < lines; ++i)
+    buffer += "PING\r\n";
+  turn_counter ticker; // another fiber of this thread, counting its turns
+  long before = ticker.turns();
+  for (int i = 0; i < lines; ++i) {
+    std::size_t n = stream.read_until(buffer, "\r\n");
+    BOOST_TEST_REQUIRE(n == 6u);
+    buffer.erase(0, n);
+  }
+  long during = ticker.turns() - before;
+  BOOST_TEST(buffer.empty());
+  BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
+  BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");
+}
+
 /// Runs `blocking` in a fiber under a 20 ms timeout; checks that it fails
 /// with timed_out.
 template <class F> void expect_timeout(F blocking) {

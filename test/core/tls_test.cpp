@@ -520,20 +520,8 @@ COOP_TEST_CASE(read_until_with_the_delimiter_already_buffered_does_not_yield_eve
   auto server_ctx = server_context();
   auto client_ctx = client_context();
   auto [client, server] = connected_tls_pair(server_ctx, client_ctx);
-  constexpr int lines = 1600;
   std::string buffer;
-  for (int i = 0; i < lines; ++i)
-    buffer += "PING\r\n";
-  test_support::turn_counter ticker; // another fiber of this thread, counting its turns
-  long before = ticker.turns();
-  for (int i = 0; i < lines; ++i) {
-    std::size_t n = server.read_until(buffer, "\r\n");
-    BOOST_TEST_REQUIRE(n == 6u);
-    buffer.erase(0, n);
-  }
-  long during = ticker.turns() - before;
-  BOOST_TEST(during <= lines / 4, "the reader yielded " << during << " times in " << lines << " buffered lines");
-  BOOST_TEST(during >= lines / 32, "the other fiber ran " << during << " times during " << lines << " lines");
+  test_support::check_buffered_read_until_yields_rarely(server, buffer);
   // And when the line is not there yet, it still reads it from the peer.
   client.write_all(boost::asio::buffer(std::string_view("over TLS\n")));
   std::size_t n = server.read_until(buffer, "\n");

@@ -30,10 +30,11 @@ struct worker;
 ///   switches, as Go's scheduler gives a just-readied goroutine `runnext`,
 ///   not after a pass over every fiber that yielded.
 /// - Priority with turns: the first queue in that order that has fibers is
-///   served, except that a later queue that has waited while
-///   `lane_turn_picks` fibers of the queues above it ran (or for
-///   `lane_max_wait`) takes a turn of up to `lane_turn_picks` fibers and
-///   `lane_quantum`. So a woken fiber waits at most for one such turn of
+///   served, except that a queue that has waited while `lane_turn_picks`
+///   fibers of the others ran (or for `lane_max_wait`) takes a turn of up to
+///   `lane_turn_picks` fibers and `lane_quantum`, the one that waited
+///   longest first (the first queue too: long fibers in the lower queues
+///   must not keep it waiting). So a woken fiber waits at most for one such turn of
 ///   each lower queue and the fibers ahead of it in its queue, and a fiber
 ///   that yielded waits for the fibers ahead of it with at most 64 woken
 ///   fibers (or 10 ms of them) between turns of its queue, whatever the rate
@@ -97,6 +98,8 @@ public:
   void notify() noexcept override;
 
 private:
+  /// The running context, as recorded by the last `pick_next` when known.
+  const boost::fibers::context* running() const noexcept;
   /// Whether the calling context is Boost.Fiber's dispatcher.
   bool in_dispatcher() const noexcept;
   void run_handlers(bool block, std::chrono::steady_clock::time_point tp) noexcept;
