@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/fiber/type.hpp>
 
+#include <algorithm>
 #include <exception>
 #include <iostream>
 
@@ -70,17 +71,18 @@ context* scheduler::pick_next() noexcept {
   // has no guard region, an overflow ends here, before another fiber runs.
   check_stack_canary(worker_.current_context);
   std::uint64_t now = ticks();
-  const bool visit_due = now - last_reactor_visit_ >= poll_interval_ticks;
-  if (visit_due && has_ready_fibers()) {
+  if (now - last_dispatch_ >= poll_interval_ticks_ && has_ready_fibers()) {
     if (in_dispatcher()) {
-      // Only the dispatcher runs handlers: it is in no ready queue, so a
-      // handler can ready any other fiber safely.
-      last_reactor_visit_ = now;
-      run_handlers(false, {});
-      worker_.stacks->trim(stack_pool::trim_batch);
-      now = ticks();
+      // The dispatcher has just moved due sleepers and remotely readied
+      // fibers to the ready queues. Only it runs handlers: it is in no ready
+      // queue, so a handler can ready any other fiber safely.
+      last_dispatch_ = now;
+      if (now - last_reactor_visit_ >= visit_interval_) {
+        visit_reactor(now);
+        now = ticks();
+      }
     } else if (dispatcher_queued_) {
-      // A visit is due: the dispatcher goes next, wherever it stands.
+      // The dispatcher is due: it goes next, wherever it stands.
       auto& q = queues_[yielded];
       q.erase(q.iterator_to(*dispatcher_));
       if (running_lane_ < lanes) {
@@ -105,7 +107,7 @@ context* scheduler::pick_next() noexcept {
     last_served_pick_[running_lane_] = picks_;
   }
   unsigned l = from_reactor;
-  if (owed_ < lanes && !queues_[owed_].empty() && now - turn_start_ < lane_quantum_ticks &&
+  if (owed_ < lanes && !queues_[owed_].empty() && now - turn_start_ < lane_quantum_ticks_ &&
       picks_ - turn_start_pick_ < lane_turn_picks) {
     l = owed_; // the turn of a lane that waited goes on
   } else {
@@ -117,7 +119,7 @@ context* scheduler::pick_next() noexcept {
     // waiting either).
     for (unsigned k = l; k < lanes; ++k)
       if (!queues_[k].empty() &&
-          (picks_ - last_served_pick_[k] >= lane_turn_picks || now - last_served_[k] >= lane_max_wait_ticks) &&
+          (picks_ - last_served_pick_[k] >= lane_turn_picks || now - last_served_[k] >= lane_max_wait_ticks_) &&
           (owed_ == lanes || last_served_[k] < last_served_[owed_]))
         owed_ = k;
     if (owed_ < lanes) {
@@ -163,36 +165,71 @@ void scheduler::suspend_until(clock::time_point const& tp) noexcept {
     // Stacks of fibers that ended are waiting to be unmapped: one batch,
     // then only a look at the reactor, and the dispatcher comes back for the
     // next batch. The thread sleeps once they are all gone.
-    worker_.stacks->trim(stack_pool::trim_batch);
-    run_handlers(false, {});
-    last_reactor_visit_ = ticks();
+    visit_reactor(ticks()); // trims a batch
+    last_dispatch_ = last_reactor_visit_;
     return;
   }
   worker_.idle.store(true, std::memory_order_relaxed);
   run_handlers(true, tp);
   worker_.idle.store(false, std::memory_order_relaxed);
-  last_reactor_visit_ = ticks();
+  const std::uint64_t now = ticks();
+  last_dispatch_ = last_reactor_visit_ = now;
+  visit_interval_ = poll_interval_ticks_;
+  if (!calibrated_) calibrate(now);
 }
 
-void scheduler::run_handlers(bool block, clock::time_point tp) noexcept {
+void scheduler::visit_reactor(std::uint64_t now) noexcept {
+  last_reactor_visit_ = now;
+  if (run_handlers(false, {}) != 0)
+    visit_interval_ = poll_interval_ticks_;
+  else
+    visit_interval_ = (std::min)(2 * visit_interval_, max_poll_interval_ticks_);
+  worker_.stacks->trim(stack_pool::trim_batch);
+  if (!calibrated_) calibrate(now);
+}
+
+void scheduler::calibrate(std::uint64_t now) noexcept {
+  const auto time = clock::now();
+  if (calibration_ticks_ == 0 || now <= calibration_ticks_) {
+    calibration_ticks_ = now;
+    calibration_start_ = time;
+    return;
+  }
+  const auto elapsed = std::chrono::duration_cast<std::chrono::nanoseconds>(time - calibration_start_);
+  if (elapsed < calibration_time) return;
+  const double per_ns = static_cast<double>(now - calibration_ticks_) / static_cast<double>(elapsed.count());
+  const auto in_ticks = [per_ns](std::chrono::nanoseconds d) {
+    return static_cast<std::uint64_t>(static_cast<double>(d.count()) * per_ns);
+  };
+  poll_interval_ticks_ = in_ticks(poll_interval);
+  max_poll_interval_ticks_ = in_ticks(max_poll_interval);
+  lane_quantum_ticks_ = in_ticks(lane_quantum);
+  lane_max_wait_ticks_ = in_ticks(lane_max_wait);
+  visit_interval_ = poll_interval_ticks_;
+  calibrated_ = true;
+}
+
+std::size_t scheduler::run_handlers(bool block, clock::time_point tp) noexcept {
   auto& io = worker_.io;
+  std::size_t ran = 0;
   try {
     if (io.stopped()) io.restart();
     if (!block) {
       // At most max_handlers_per_visit: with thousands of completions queued
       // (every client of a busy server sending at once), poll() would run
       // them all, and their fibers would wait; the rest runs at the next visits.
-      for (int i = 0; i < max_handlers_per_visit && io.poll_one() != 0; ++i) {
-      }
+      while (ran < max_handlers_per_visit && io.poll_one() != 0)
+        ++ran;
     } else if (tp == (clock::time_point::max)())
-      io.run_one();
+      ran = io.run_one();
     else
-      io.run_one_until(tp);
+      ran = io.run_one_until(tp);
   } catch (const std::exception& e) {
     std::cerr << "coop: exception escaped an Asio handler: " << e.what() << std::endl;
   } catch (...) {
     std::cerr << "coop: unknown exception escaped an Asio handler" << std::endl;
   }
+  return ran;
 }
 
 void scheduler::notify() noexcept {

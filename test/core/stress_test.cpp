@@ -636,6 +636,7 @@ struct stream_pair {
   std::uint64_t sent_bytes = 0;    ///< bytes write_all reported as sent
   std::uint64_t unknown_bytes = 0; ///< a failed throwing write_all sent up to this many more
   bool reader_closed = false;      ///< the reader closed its end: the writer may see a reset
+  bool reader_started = false;     ///< the reader's fiber ran (one cancelled before it started never does)
 
   // Reader's account.
   std::uint64_t received_bytes = 0;
@@ -795,31 +796,48 @@ void socket_scenario(iteration& it, rng_t rng) {
   }
   for (auto& s : pairs) {
     s->writer.task = coop::spawn([p = s.get()] { run_body(p->writer, [p] { write_records(*p); }); });
-    s->reader.task = coop::spawn([p = s.get()] { run_body(p->reader, [p] { read_records(*p); }); });
+    s->reader.task = coop::spawn([p = s.get()] {
+      p->reader_started = true;
+      run_body(p->reader, [p] { read_records(*p); });
+    });
   }
   // Cancel some writers and readers at random times (delivered at once: same thread).
   struct cancel_event {
     clock_type::duration at;
-    fiber_ctx* victim;
+    stream_pair* pair;
+    bool reader;
+    fiber_ctx& victim() const { return reader ? pair->reader : pair->writer; }
   };
   std::vector<cancel_event> events;
   for (auto& s : pairs)
-    if (chance(rng, it.m.cancel))
-      events.push_back({random_us(rng, 0, 8000), chance(rng, 0.5) ? &s->writer : &s->reader});
+    if (chance(rng, it.m.cancel)) events.push_back({random_us(rng, 0, 8000), s.get(), chance(rng, 0.5)});
   std::sort(events.begin(), events.end(), [](auto& a, auto& b) { return a.at < b.at; });
   const auto t0 = clock_type::now();
   for (auto& e : events) {
     coop::sleep_until(t0 + e.at);
-    e.victim->cancel.sent = true;
-    e.victim->cancel.delivered = true;
-    e.victim->task.cancel();
+    e.victim().cancel.sent = true;
+    e.victim().cancel.delivered = true;
+    e.victim().task.cancel();
+  }
+  // A fiber cancelled before it started never runs (coop's rule), so it
+  // never does its part at the end of the stream. (A timer-woken fiber runs
+  // before fibers spawned earlier: this scenario's cancel can come first.)
+  // A reader that gives up closes its end, so that a writer blocked on a
+  // full buffer fails instead of waiting forever: done here for one that
+  // never ran.
+  for (auto& e : events) {
+    if (!e.reader) continue;
+    e.victim().task.join();
+    if (!e.pair->reader_started) {
+      e.pair->reader_closed = true;
+      sys::error_code ignored;
+      e.pair->reader_end->close(ignored);
+    }
   }
   for (auto& s : pairs) {
     s->writer.task.join();
-    // A writer cancelled before it started never ran (coop's rule), so it
-    // did not shut its end down: done here, so that the reader sees the end
-    // of the stream. (A timer-woken fiber runs before fibers spawned
-    // earlier: this scenario's cancel can come first.)
+    // And a writer shuts its end down when it ends, so that the reader sees
+    // the end of the stream: done here for one that never ran.
     sys::error_code ignored;
     s->writer_end->shutdown_send(ignored);
     s->reader.task.join();

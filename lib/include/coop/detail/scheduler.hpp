@@ -39,12 +39,20 @@ struct worker;
 ///   that yielded waits for the fibers ahead of it with at most 64 woken
 ///   fibers (or 10 ms of them) between turns of its queue, whatever the rate
 ///   of wake-ups.
-/// - Reactor visits are bounded in time, not in passes: once `poll_interval`
-///   has passed since the last visit, the next switch goes to the dispatcher
-///   (wherever it stands in its queue), which runs up to
-///   `max_handlers_per_visit` Asio handlers, Boost.Fiber's clean-up of
-///   ended fibers and its sleep queue. So the reactor is visited every
-///   `poll_interval` plus the longest time one fiber runs without yielding.
+/// - The dispatcher runs at bounded intervals, not once per pass: once
+///   `poll_interval` has passed since it last ran, the next switch goes to
+///   it (wherever it stands in its queue). It moves due sleepers and fibers
+///   readied by other threads to the ready queues and frees ended fibers, so
+///   a sleep ends at most `poll_interval` plus the longest time one fiber
+///   runs without yielding after its deadline.
+/// - The reactor (epoll: sockets, Asio timers, posts) is visited by the
+///   dispatcher, up to `max_handlers_per_visit` handlers per visit, every
+///   `poll_interval` while its visits find work. A visit that finds nothing
+///   doubles the interval, up to `max_poll_interval`; a visit that finds
+///   work, or the thread going idle, brings it back to `poll_interval`. A
+///   saturated server whose fibers always find data thus makes few empty
+///   `epoll_wait` calls, and an event after a quiet spell is still seen
+///   within `max_poll_interval` plus one fiber's run.
 /// - Idle: `suspend_until` blocks in `io_context::run_one()`: no busy loop.
 /// - `notify()` (any thread) only posts to the io_context, deduplicated by an
 ///   atomic flag.
@@ -59,8 +67,11 @@ struct worker;
 class scheduler final : public boost::fibers::algo::algorithm {
 public:
   static constexpr std::chrono::microseconds poll_interval{500};
+  /// The longest interval between reactor visits while fibers are ready
+  /// (reached after visits that found nothing).
+  static constexpr std::chrono::microseconds max_poll_interval{4000};
   /// Asio handlers run per visit to the reactor while fibers are ready.
-  static constexpr int max_handlers_per_visit = 256;
+  static constexpr std::size_t max_handlers_per_visit = 256;
   /// A lower ready queue that has waited while `lane_turn_picks` fibers of
   /// the queues above it ran, or for `lane_max_wait`, takes a turn of up to
   /// `lane_turn_picks` fibers and `lane_quantum` (at least one fiber). The
@@ -70,11 +81,12 @@ public:
   static constexpr std::chrono::microseconds lane_quantum{500};
   static constexpr std::chrono::milliseconds lane_max_wait{10};
 
-  /// A clock for the reactor-visit check, read on every dispatcher pass. On
-  /// x86 the time-stamp counter (about a third of `steady_clock::now()`'s
-  /// cost here), counted as if it ran at 1 GHz: every x86 TSC of the last
-  /// fifteen years runs at 1 GHz or faster, so `poll_interval` is then an
-  /// upper bound (250 µs at 2 GHz). Elsewhere, steady_clock nanoseconds.
+  /// A clock for the scheduler's intervals, read at every switch. On x86 the
+  /// time-stamp counter (about a third of `steady_clock::now()`'s cost
+  /// here). Its rate is measured against steady_clock while the scheduler
+  /// runs (`calibrate`); until then it is taken as 1 GHz, which every x86
+  /// TSC of the last fifteen years reaches or exceeds, so the intervals are
+  /// upper bounds meanwhile. Elsewhere, steady_clock nanoseconds.
   static std::uint64_t ticks() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     return __rdtsc();
@@ -82,12 +94,9 @@ public:
     return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 #endif
   }
-  static constexpr std::uint64_t poll_interval_ticks =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(poll_interval).count();
-  static constexpr std::uint64_t lane_quantum_ticks =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(lane_quantum).count();
-  static constexpr std::uint64_t lane_max_wait_ticks =
-      std::chrono::duration_cast<std::chrono::nanoseconds>(lane_max_wait).count();
+  static constexpr std::uint64_t nanoseconds(std::chrono::nanoseconds d) noexcept {
+    return static_cast<std::uint64_t>(d.count());
+  }
 
   explicit scheduler(worker& w) noexcept;
 
@@ -102,7 +111,15 @@ private:
   const boost::fibers::context* running() const noexcept;
   /// Whether the calling context is Boost.Fiber's dispatcher.
   bool in_dispatcher() const noexcept;
-  void run_handlers(bool block, std::chrono::steady_clock::time_point tp) noexcept;
+  /// Runs the Asio handlers that are ready (`block`: waits for one, until
+  /// `tp`); returns how many ran.
+  std::size_t run_handlers(bool block, std::chrono::steady_clock::time_point tp) noexcept;
+  /// Visits the reactor (non-blocking) and adapts `visit_interval_` to what
+  /// the visit found.
+  void visit_reactor(std::uint64_t now) noexcept;
+  /// Measures ticks() against steady_clock until `calibration_time` has
+  /// passed, then sets the intervals in ticks from the measured rate.
+  void calibrate(std::uint64_t now) noexcept;
   /// Takes `ctx` (just unlinked from its queue) as the next to run.
   boost::fibers::context* resume(boost::fibers::context* ctx, std::uint64_t now) noexcept;
 
@@ -126,7 +143,18 @@ private:
   boost::fibers::context* dispatcher_ = nullptr; ///< Boost.Fiber's dispatcher, once seen
   bool dispatcher_queued_ = false;               ///< the dispatcher is in `queues_[yielded]`
   std::atomic<bool> notified_{false};
+  std::uint64_t last_dispatch_ = 0;      ///< ticks() when the dispatcher last ran its checks
   std::uint64_t last_reactor_visit_ = 0; ///< ticks()
+  /// The intervals above in ticks (as at 1 GHz until calibrated).
+  std::uint64_t poll_interval_ticks_ = nanoseconds(poll_interval);
+  std::uint64_t max_poll_interval_ticks_ = nanoseconds(max_poll_interval);
+  std::uint64_t lane_quantum_ticks_ = nanoseconds(lane_quantum);
+  std::uint64_t lane_max_wait_ticks_ = nanoseconds(lane_max_wait);
+  std::uint64_t visit_interval_ = poll_interval_ticks_; ///< ticks between reactor visits now
+  static constexpr std::chrono::milliseconds calibration_time{20};
+  std::uint64_t calibration_ticks_ = 0; ///< ticks() at the calibration's start (0: not started)
+  std::chrono::steady_clock::time_point calibration_start_{};
+  bool calibrated_ = false;
 };
 
 } // namespace coop::detail
