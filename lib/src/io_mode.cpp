@@ -35,6 +35,16 @@ boost::asio::io_context& blocking_io() {
 boost::system::error_code last_error() {
   return {errno, boost::system::system_category()};
 }
+
+/// A `poll` that reported `p`: true when ready, false with `ec` set when the
+/// descriptor is not open.
+bool ready_or_invalid(const pollfd& p, boost::system::error_code& ec) {
+  if (p.revents & POLLNVAL) {
+    ec = boost::asio::error::bad_descriptor;
+    return false;
+  }
+  return true;
+}
 } // namespace
 
 bool in_blocking_scope() noexcept {
@@ -50,11 +60,11 @@ bool has_blocking_deadline() noexcept {
   return current_wait_context().interrupt_deadline() != no_deadline;
 }
 
-bool wait_ready(int fd, bool for_write, boost::system::error_code& ec) {
+bool wait_ready(int fd, bool for_write, boost::system::error_code& ec, steady_time own_deadline) {
   wait_context& wc = current_wait_context();
   for (;;) {
     if ((ec = wc.pending_interrupt())) return false;
-    steady_time deadline = wc.interrupt_deadline();
+    const steady_time deadline = (std::min)(wc.interrupt_deadline(), own_deadline);
     int ms = -1;
     if (deadline != no_deadline) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
@@ -62,9 +72,15 @@ bool wait_ready(int fd, bool for_write, boost::system::error_code& ec) {
     }
     pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
     int r = ::poll(&p, 1, ms);
-    if (r > 0) return true; // ready, or an error the next system call reports
+    if (r > 0) return ready_or_invalid(p, ec); // ready, or an error the next system call reports
     if (r < 0 && errno != EINTR) {
       ec = last_error();
+      return false;
+    }
+    // The call's own deadline ends it quietly, unless a timeout is due too
+    // (an interruption wins, as in `park`).
+    if (r == 0 && own_deadline != no_deadline && std::chrono::steady_clock::now() >= own_deadline) {
+      ec = wc.pending_interrupt();
       return false;
     }
   }

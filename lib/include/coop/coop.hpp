@@ -7,6 +7,7 @@
 #include <coop/diagnostics.hpp>
 #include <coop/error.hpp>
 #include <coop/event.hpp>
+#include <coop/fd.hpp>
 #include <coop/fiber_local.hpp>
 #include <coop/io.hpp>
 #include <coop/mutex.hpp>

@@ -91,8 +91,9 @@ bool in_blocking_scope() noexcept;
 // timeout the kernel call simply blocks.
 
 /// Waits until `fd` is readable (or writable); false with `ec` set on an
-/// interruption or a poll error.
-bool wait_ready(int fd, bool for_write, boost::system::error_code& ec);
+/// interruption, a poll error or a descriptor that is not open, false with
+/// `ec` clear once `own_deadline` (the call's own limit) has passed.
+bool wait_ready(int fd, bool for_write, boost::system::error_code& ec, steady_time own_deadline = no_deadline);
 /// True when the calling plain thread has a timeout that may bound a call.
 bool has_blocking_deadline() noexcept;
 /// Writes some of `iov` without blocking past the deadline (MSG_DONTWAIT,

@@ -20,6 +20,8 @@
 
 namespace coop::detail {
 
+class fd_table; // lib/src/fd_table.hpp
+
 /// What the watchdog (lib/src/monitor.cpp) remembers about a worker between
 /// its looks; touched only by the watchdog thread.
 struct worker_watch {
@@ -59,6 +61,10 @@ struct worker {
   boost::asio::io_context& io = *io_holder;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> keep_alive{io.get_executor()};
   std::shared_ptr<stack_pool> stacks;
+  /// The descriptors this thread's fibers wait on with coop::wait_readable
+  /// and wait_writable; made at the first such wait. Declared after `io`:
+  /// its entries leave the reactor before the reactor goes.
+  std::shared_ptr<fd_table> fds;
   std::size_t live_fibers = 0; ///< fibers launched here and not yet finished
   unsigned index = 0;          ///< position in its runtime (0 for coop::run)
   run_options options;
