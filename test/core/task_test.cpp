@@ -255,11 +255,12 @@ COOP_TEST_CASE(task_group_join_waits_for_members_that_leave_as_they_finish) {
 }
 
 COOP_TEST_CASE(task_group_destructor_cancels_and_waits_for_clean_up) {
-  int cleaned = 0;
+  int cleaned = 0, started = 0;
   {
     coop::task_group group;
     for (int i = 0; i < 3; ++i)
       group.spawn([&] {
+        ++started;
         try {
           coop::sleep_for(10s);
         } catch (const coop::cancelled&) {
@@ -269,7 +270,10 @@ COOP_TEST_CASE(task_group_destructor_cancels_and_waits_for_clean_up) {
           throw;
         }
       });
-    coop::sleep_for(1ms);
+    // Every member sleeps (one cancelled before it started would never run;
+    // a 1 ms sleep here was not always enough under ThreadSanitizer, where a
+    // timer-woken fiber runs before new fibers).
+    test_support::yield_until([&] { return started == 3; });
   }
   BOOST_TEST(cleaned == 3);
 }
