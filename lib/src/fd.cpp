@@ -5,7 +5,9 @@
 #include <coop/detail/io_mode.hpp>
 #include <coop/detail/worker.hpp>
 #include <coop/detail/park.hpp>
+#include <coop/event.hpp>
 #include <coop/fd.hpp>
+#include <coop/timeout.hpp>
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
@@ -67,6 +69,31 @@ struct table_slot {
   std::weak_ptr<fd_table> weak;
 };
 std::mutex registry_mutex;
+
+} // namespace
+
+/// One forget_fd call's wait for the other threads that held the descriptor.
+struct forget_round {
+  std::atomic<int> left{1}; // the caller's own part, given up when it starts waiting
+  coop::event done;
+  void arrive() noexcept {
+    if (left.fetch_sub(1, std::memory_order_acq_rel) == 1) done.set();
+  }
+};
+
+namespace {
+
+/// Takes `round` out of `t`'s pending list (under the registry's mutex) and
+/// arrives for it, unless that was done already.
+void finish_part(std::vector<std::shared_ptr<forget_round>>& pending,
+                 const std::shared_ptr<forget_round>& round) noexcept {
+  for (auto it = pending.begin(); it != pending.end(); ++it)
+    if (*it == round) {
+      pending.erase(it);
+      round->arrive();
+      return;
+    }
+}
 std::vector<table_slot>& registry() {
   static auto* r = new std::vector<table_slot>; // never destroyed: threads may outlive static destructors
   return *r;
@@ -256,9 +283,13 @@ std::shared_ptr<fd_table> fd_table::create(boost::asio::io_context& io) {
 
 fd_table::~fd_table() {
   {
-    // First: from now on forget_fd posts nothing here.
+    // First: from now on forget_fd posts nothing here, and no forget_fd
+    // waits for a handler of ours that will never run.
     std::lock_guard lk(registry_mutex);
     registry()[slot_] = {};
+    for (auto& round : pending_)
+      round->arrive();
+    pending_.clear();
   }
   // The entries leave the reactor (no fiber waits any more: the thread's
   // fibers have all ended).
@@ -357,18 +388,40 @@ void fd_table::forget_everywhere(int fd, fd_table* mine) noexcept {
     if (mine->slot_ < 31) others &= ~slot_bit(mine->slot_);
   }
   if (others == 0) return;
-  std::lock_guard lk(registry_mutex);
-  auto& slots = registry();
-  for (unsigned slot = 0; slot < slots.size(); ++slot) {
-    fd_table* t = slots[slot].table;
-    if (!t || t == mine || (others & slot_bit(slot)) == 0) continue;
-    try {
-      boost::asio::post(t->io_, [weak = slots[slot].weak, fd, generation] {
-        if (auto table = weak.lock()) table->forget(fd, generation);
-      });
-    } catch (...) {
-      // Out of memory: that thread finds the entry stale at its next wait.
+  auto round = std::make_shared<forget_round>();
+  {
+    std::lock_guard lk(registry_mutex);
+    auto& slots = registry();
+    for (unsigned slot = 0; slot < slots.size(); ++slot) {
+      fd_table* t = slots[slot].table;
+      if (!t || t == mine || (others & slot_bit(slot)) == 0) continue;
+      try {
+        t->pending_.push_back(round);
+        round->left.fetch_add(1, std::memory_order_relaxed);
+        boost::asio::post(t->io_, [weak = slots[slot].weak, fd, generation, round] {
+          auto table = weak.lock();
+          if (!table) return; // its destructor arrived for it
+          table->forget(fd, generation);
+          std::lock_guard lk(registry_mutex);
+          finish_part(table->pending_, round);
+        });
+      } catch (...) {
+        // Out of memory: that thread finds the entry stale at its next wait.
+        finish_part(t->pending_, round);
+      }
     }
+  }
+  round->arrive();
+  // Wait until every other thread has dropped its registration, so that the
+  // caller may close the descriptor (and the kernel reuse the number) at
+  // once. Not interruptible: a timeout or cancel must not leave a
+  // registration behind.
+  try {
+    coop::shield keep_going;
+    boost::system::error_code ec;
+    while (!round->done.is_set() && !ec)
+      round->done.wait(ec);
+  } catch (...) {
   }
 }
 

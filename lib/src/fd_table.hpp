@@ -64,7 +64,8 @@ public:
   void forget(int fd, std::uint32_t generation) noexcept;
 
   /// `forget_fd`: bumps `fd`'s count, forgets it here (the calling thread's
-  /// table, if any) and posts the same to the other threads that have it.
+  /// table, if any), posts the same to the other threads that have it and
+  /// waits until they have done it (so the caller may close `fd` at once).
   static void forget_everywhere(int fd, fd_table* mine) noexcept;
 
 private:
@@ -75,6 +76,10 @@ private:
   unsigned slot_ = 0; ///< this table's place in the process-wide list
   std::unordered_map<int, std::shared_ptr<fd_entry>> entries_;
   std::vector<std::shared_ptr<fd_entry>> duplicates_; ///< in use by a wait
+  /// forget_fd rounds posted here and not yet done (under the registry's
+  /// mutex): done by the posted handler, or by the destructor for a handler
+  /// that never ran.
+  std::vector<std::shared_ptr<struct forget_round>> pending_;
 };
 
 } // namespace coop::detail

@@ -76,7 +76,10 @@ bool wait_writable_for(int fd, std::chrono::duration<Rep, Period> d, boost::syst
 /// fiber still waiting on the old descriptor would otherwise wait forever
 /// (epoll forgets a closed descriptor silently). A later wait on the same
 /// number registers it afresh. Any thread; does nothing for a descriptor
-/// never waited on.
+/// never waited on. When another runtime thread has the descriptor
+/// registered, it waits (without being interrupted: a timeout or cancel
+/// could leave a registration behind) until that thread has dropped it, so
+/// the descriptor may be closed as soon as it returns.
 ///
 /// @code
 ///   coop::forget_fd(fd);
