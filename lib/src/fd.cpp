@@ -3,14 +3,14 @@
 #include "fd_table.hpp"
 
 #include <coop/detail/io_mode.hpp>
-#include <coop/detail/worker.hpp>
 #include <coop/detail/park.hpp>
+#include <coop/detail/worker.hpp>
 #include <coop/event.hpp>
 #include <coop/fd.hpp>
 #include <coop/timeout.hpp>
 
-#include <boost/asio/error.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 
 #include <fcntl.h>
@@ -150,9 +150,7 @@ private:
   void cancel() noexcept {
     if (!done_) entry_.reactor_.cancel_ops_by_key(entry_.registered_fd, entry_.data, op_type_, this);
   }
-  static status perform(reactor_op* base) {
-    return static_cast<fd_wait_op*>(base)->started_ ? done : not_done;
-  }
+  static status perform(reactor_op* base) { return static_cast<fd_wait_op*>(base)->started_ ? done : not_done; }
   /// Run by the io_context's scheduler (owner null: the io_context is being
   /// destroyed with the operation queued; it then ends as aborted).
   static void complete(void* owner, boost::asio::detail::operation* base, const boost::system::error_code&,
@@ -260,8 +258,7 @@ void fd_entry::drop() noexcept {
   if (duplicate) ::close(registered_fd);
 }
 
-fd_table::fd_table(boost::asio::io_context& io)
-    : io_(io), reactor_(boost::asio::use_service<fd_entry::reactor>(io)) {
+fd_table::fd_table(boost::asio::io_context& io) : io_(io), reactor_(boost::asio::use_service<fd_entry::reactor>(io)) {
   // As Asio's own services do: the io_context's scheduler runs the reactor
   // only once a user of it asked (a program whose only waits are these has
   // no socket service that would have).

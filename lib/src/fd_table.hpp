@@ -2,7 +2,11 @@
 // its fibers wait on with coop::wait_readable / wait_writable (coop/fd.hpp).
 #pragma once
 
-#include <boost/asio/io_context.hpp> // before the reactor: its scheduler's code needs the reactor type declared
+// First, in a block of its own (include sorting must not move it): the
+// reactor's header pulls in the scheduler's code, which needs what this
+// declares.
+#include <boost/asio/io_context.hpp>
+
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/system/error_code.hpp>
 

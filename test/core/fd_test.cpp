@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <string>
@@ -276,40 +276,40 @@ COOP_TEST_CASE(timeout_cancel_and_shield) {
 BOOST_AUTO_TEST_CASE(forget_fd_wakes_waiters_with_bad_descriptor) {
   coop::runtime rt(2);
   rt.spawn_on(0, [&] {
-    int fds[2];
-    BOOST_REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
-    std::atomic<int> waiting{0};
-    boost::system::error_code same_thread, other_thread;
-    auto here = coop::spawn([&] {
-      ++waiting;
-      coop::wait_readable(fds[0], same_thread);
-    });
-    auto there = rt.spawn_on(1, [&] {
-      ++waiting;
-      coop::wait_readable(fds[0], other_thread);
-    });
-    test_support::yield_until([&] { return waiting.load() == 2; });
-    for (int i = 0; i < 10; ++i)
-      coop::this_fiber::yield();
-    std::this_thread::sleep_for(10ms); // the other thread's fiber parks
-    auto took = test_support::elapsed([&] {
-      coop::forget_fd(fds[0]);
-      ::close(fds[0]);
-      here.join();
-      there.join();
-    });
-    BOOST_TEST(same_thread == boost::asio::error::bad_descriptor);
-    BOOST_TEST(other_thread == boost::asio::error::bad_descriptor);
-    BOOST_TEST(took < 5s);
-    boost::system::error_code ec;
-    coop::wait_readable(fds[0], ec); // closed now
-    BOOST_TEST(ec == boost::asio::error::bad_descriptor);
-    coop::wait_writable(-1, ec);
-    BOOST_TEST(ec == boost::asio::error::bad_descriptor);
-    BOOST_CHECK_THROW(coop::wait_readable(fds[0]), boost::system::system_error);
-    coop::forget_fd(fds[1]);
-    ::close(fds[1]);
-  }).get();
+      int fds[2];
+      BOOST_REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
+      std::atomic<int> waiting{0};
+      boost::system::error_code same_thread, other_thread;
+      auto here = coop::spawn([&] {
+        ++waiting;
+        coop::wait_readable(fds[0], same_thread);
+      });
+      auto there = rt.spawn_on(1, [&] {
+        ++waiting;
+        coop::wait_readable(fds[0], other_thread);
+      });
+      test_support::yield_until([&] { return waiting.load() == 2; });
+      for (int i = 0; i < 10; ++i)
+        coop::this_fiber::yield();
+      std::this_thread::sleep_for(10ms); // the other thread's fiber parks
+      auto took = test_support::elapsed([&] {
+        coop::forget_fd(fds[0]);
+        ::close(fds[0]);
+        here.join();
+        there.join();
+      });
+      BOOST_TEST(same_thread == boost::asio::error::bad_descriptor);
+      BOOST_TEST(other_thread == boost::asio::error::bad_descriptor);
+      BOOST_TEST(took < 5s);
+      boost::system::error_code ec;
+      coop::wait_readable(fds[0], ec); // closed now
+      BOOST_TEST(ec == boost::asio::error::bad_descriptor);
+      coop::wait_writable(-1, ec);
+      BOOST_TEST(ec == boost::asio::error::bad_descriptor);
+      BOOST_CHECK_THROW(coop::wait_readable(fds[0]), boost::system::system_error);
+      coop::forget_fd(fds[1]);
+      ::close(fds[1]);
+    }).get();
 }
 
 // A number closed with forget_fd and reused for another descriptor is
@@ -317,19 +317,19 @@ BOOST_AUTO_TEST_CASE(forget_fd_wakes_waiters_with_bad_descriptor) {
 BOOST_AUTO_TEST_CASE(a_reused_descriptor_number_is_registered_afresh) {
   coop::runtime rt(2);
   rt.spawn_on(0, [&] {
-    for (int round = 0; round < 3; ++round) {
-      pipe_fds p;
-      for (unsigned t = 0; t < 2; ++t) {
-        auto w = rt.spawn_on(t, [&] {
-          auto put = coop::spawn([&] { p.put(); });
-          coop::wait_readable(p.read_end);
-          put.join();
-          p.take();
-        });
-        w.join();
-      }
-    } // forget_fd + close: the next round's pipe gets the same numbers
-  }).get();
+      for (int round = 0; round < 3; ++round) {
+        pipe_fds p;
+        for (unsigned t = 0; t < 2; ++t) {
+          auto w = rt.spawn_on(t, [&] {
+            auto put = coop::spawn([&] { p.put(); });
+            coop::wait_readable(p.read_end);
+            put.join();
+            p.take();
+          });
+          w.join();
+        }
+      } // forget_fd + close: the next round's pipe gets the same numbers
+    }).get();
 }
 
 // On a plain thread: poll, bounded by a blocking scope's timeout.
@@ -357,31 +357,31 @@ BOOST_AUTO_TEST_CASE(waiters_on_every_runtime_thread) {
   for (unsigned threads : runtime_sizes) {
     coop::runtime rt(threads);
     rt.spawn_on(0, [&] {
-      constexpr int per_thread = 50;
-      std::vector<std::unique_ptr<pipe_fds>> pipes;
-      std::vector<coop::task<>> waiters;
-      std::atomic<int> parked{0}, woken{0};
-      for (unsigned t = 0; t < threads; ++t)
-        for (int i = 0; i < per_thread; ++i) {
-          pipes.push_back(std::make_unique<pipe_fds>());
-          auto* p = pipes.back().get();
-          waiters.push_back(rt.spawn_on(t, [p, &parked, &woken] {
-            ++parked;
-            coop::wait_readable(p->read_end);
-            p->take();
-            ++woken;
-          }));
-        }
-      test_support::yield_until([&] { return parked.load() == int(pipes.size()); });
-      std::vector<std::size_t> order(pipes.size());
-      for (std::size_t i = 0; i < order.size(); ++i)
-        order[i] = i;
-      std::shuffle(order.begin(), order.end(), std::mt19937(threads));
-      for (auto i : order)
-        pipes[i]->put();
-      coop::join_all(waiters);
-      BOOST_TEST(woken.load() == int(pipes.size()));
-    }).get();
+        constexpr int per_thread = 50;
+        std::vector<std::unique_ptr<pipe_fds>> pipes;
+        std::vector<coop::task<>> waiters;
+        std::atomic<int> parked{0}, woken{0};
+        for (unsigned t = 0; t < threads; ++t)
+          for (int i = 0; i < per_thread; ++i) {
+            pipes.push_back(std::make_unique<pipe_fds>());
+            auto* p = pipes.back().get();
+            waiters.push_back(rt.spawn_on(t, [p, &parked, &woken] {
+              ++parked;
+              coop::wait_readable(p->read_end);
+              p->take();
+              ++woken;
+            }));
+          }
+        test_support::yield_until([&] { return parked.load() == int(pipes.size()); });
+        std::vector<std::size_t> order(pipes.size());
+        for (std::size_t i = 0; i < order.size(); ++i)
+          order[i] = i;
+        std::shuffle(order.begin(), order.end(), std::mt19937(threads));
+        for (auto i : order)
+          pipes[i]->put();
+        coop::join_all(waiters);
+        BOOST_TEST(woken.load() == int(pipes.size()));
+      }).get();
   }
 }
 
