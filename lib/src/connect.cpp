@@ -4,7 +4,11 @@
 #include <coop/detail/resolve.hpp>
 #include <coop/detail/socket_file.hpp>
 
-#include <boost/asio/connect.hpp>
+#include <coop/detail/io_loop.hpp>
+
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <string>
 #include <utility>
@@ -15,39 +19,55 @@ namespace {
 
 using local_stream = boost::asio::local::stream_protocol;
 
-/// Blocking mode: connects the way the plain thread's timeouts allow.
-template <class Socket, class Endpoint>
-void connect_blocking(Socket& s, const Endpoint& endpoint, boost::system::error_code& ec) {
-  if (!detail::has_blocking_deadline()) {
-    s.connect(endpoint, ec);
-    return;
-  }
-  if (s.is_open()) s.close(ec);
-  s.open(endpoint.protocol(), ec);
-  if (!ec) detail::connect_with_deadline(s.native_handle(), endpoint.data(), endpoint.size(), ec);
-}
-
 bool interrupted(const boost::system::error_code& ec) {
   return ec == errc::timed_out || ec == errc::cancelled;
+}
+
+/// Connects `s` (opened afresh) to `endpoint` through the I/O loop:
+/// `connect`; while it is in progress, wait until the socket is writable and
+/// read the outcome (SO_ERROR). A plain thread without a timeout blocks in
+/// the kernel's `connect` instead; with one, its socket is non-blocking for
+/// the call.
+template <class Socket, class Endpoint>
+void connect_one(Socket& s, const Endpoint& endpoint, const detail::io_call& call, boost::system::error_code& ec) {
+  if (s.is_open()) s.close(ec);
+  s.open(endpoint.protocol(), ec);
+  const bool switch_mode = !call.fiber && call.must_not_block();
+  if (!ec && call.must_not_block()) s.non_blocking(true, ec);
+  if (ec) return;
+  const detail::io_handle h = detail::handle_of(s);
+  bool started = false;
+  detail::io_loop(
+      call, h, detail::io_connect, &s,
+      [&](int) -> ssize_t {
+        if (!std::exchange(started, true)) {
+          if (::connect(h.fd, endpoint.data(), static_cast<socklen_t>(endpoint.size())) == 0) return 0;
+          if (errno == EINPROGRESS || errno == EINTR) errno = EAGAIN; // under way: wait, then ask how it went
+          return -1;
+        }
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(h.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -1;
+        if (err == 0) return 0;
+        errno = err;
+        return -1;
+      },
+      ec);
+  if (switch_mode) {
+    boost::system::error_code ignored;
+    s.non_blocking(false, ignored); // the stream blocks in the kernel again
+  }
 }
 
 /// Connects `s` to the first of `endpoints` that accepts, in either mode.
 template <class Protocol>
 void connect_any(typename Protocol::socket& s, const std::vector<typename Protocol::endpoint>& endpoints,
                  const char* what, boost::system::error_code& ec) {
-  const detail::wait_info info{"connect"};
-  if (detail::begin_call(s.get_executor(), what, ec)) {
-    if (ec) return;
-    if (endpoints.size() == 1)
-      s.async_connect(endpoints.front(), detail::yield_for(info, ec));
-    else
-      boost::asio::async_connect(s, endpoints, detail::yield_for(info, ec));
-    return;
-  }
+  const detail::io_call call = detail::begin_io(s.get_executor(), what, ec);
   if (ec) return;
   ec = boost::asio::error::host_not_found;
   for (const auto& endpoint : endpoints) {
-    connect_blocking(s, endpoint, ec);
+    connect_one(s, endpoint, call, ec);
     if (!ec || interrupted(ec)) break;
   }
 }
@@ -78,14 +98,14 @@ tcp_stream connect(std::string_view host, std::uint16_t port, boost::system::err
 tcp_stream connect(const tcp::endpoint& endpoint) {
   boost::system::error_code ec;
   tcp_stream s = connect(endpoint, ec);
-  throw_on_error(ec, "connect");
+  detail::throw_call_error(ec, "coop::net", "connect");
   return s;
 }
 
 tcp_stream connect(std::string_view host, std::uint16_t port) {
   boost::system::error_code ec;
   tcp_stream s = connect(host, port, ec);
-  throw_on_error(ec, "connect");
+  detail::throw_call_error(ec, "coop::net", "connect");
   return s;
 }
 

@@ -111,22 +111,25 @@ fd_table& table_of(worker& w) {
 /// One wait for readiness, as a reactor operation of Asio's epoll reactor
 /// that lives on the waiting fiber's stack, and the `park` site of that
 /// wait. Asio's own `async_wait` re-arms the descriptor with an `epoll_ctl`
-/// on every wait (to see a level that is already there); coop looks with
-/// `poll` first when it does not know, so the operation only has to wait for
-/// the next edge: started speculatively it reports "not done", and done once
-/// the reactor calls it after an edge.
-class fd_wait_op final : public boost::asio::detail::reactor_op {
+/// on every wait (to see a level that is already there); coop's callers
+/// have just seen EAGAIN (or looked with `poll`), so the operation only has
+/// to wait for the next edge: started speculatively it reports "not done",
+/// and done once the reactor calls it after an edge.
+class ready_wait_op final : public boost::asio::detail::reactor_op {
 public:
-  fd_wait_op(fd_entry& e, int op_type) noexcept
-      : reactor_op(boost::system::error_code(), &perform, &complete), entry_(e), op_type_(op_type) {
+  ready_wait_op(fd_entry::reactor& r, int fd, fd_entry::reactor::per_descriptor_data& data, int op_type) noexcept
+      : reactor_op(boost::system::error_code(), &perform, &complete), reactor_(r), data_(data), fd_(fd),
+        op_type_(op_type) {
     cancellation_key_ = this;
   }
 
   void start() noexcept {
-    entry_.reactor_.start_op(op_type_, entry_.registered_fd, entry_.data, this, false, true);
+    reactor_.start_op(op_type_, fd_, data_, this, false, true);
     started_ = true;
   }
   const boost::system::error_code& result() const noexcept { return result_; }
+  /// The wait was given up (an interruption, or the call's own deadline).
+  bool withdrawn() const noexcept { return withdrawn_; }
 
   // The `park` site interface.
   bool completed() const noexcept { return done_; }
@@ -135,6 +138,7 @@ public:
     armed_ = true;
   }
   bool withdraw(spinlock_lock&) noexcept {
+    withdrawn_ = true;
     cancel();
     return false; // the reactor completes it (operation_aborted): wait for that
   }
@@ -142,40 +146,75 @@ public:
   /// and the wait reports `why`.
   void interrupt_now(const boost::system::error_code& why) noexcept {
     aborted_why_ = why;
+    withdrawn_ = true;
     cancel();
   }
   const boost::system::error_code& aborted_why() const noexcept { return aborted_why_; }
 
 private:
   void cancel() noexcept {
-    if (!done_) entry_.reactor_.cancel_ops_by_key(entry_.registered_fd, entry_.data, op_type_, this);
+    if (!done_) reactor_.cancel_ops_by_key(fd_, data_, op_type_, this);
   }
-  static status perform(reactor_op* base) { return static_cast<fd_wait_op*>(base)->started_ ? done : not_done; }
+  static status perform(reactor_op* base) { return static_cast<ready_wait_op*>(base)->started_ ? done : not_done; }
   /// Run by the io_context's scheduler (owner null: the io_context is being
   /// destroyed with the operation queued; it then ends as aborted).
   static void complete(void* owner, boost::asio::detail::operation* base, const boost::system::error_code&,
                        std::size_t) {
-    auto* op = static_cast<fd_wait_op*>(base);
+    auto* op = static_cast<ready_wait_op*>(base);
     op->result_ = owner ? op->ec_ : boost::system::error_code(boost::asio::error::operation_aborted);
     op->done_ = true;
     if (op->armed_) op->waker_.wake();
   }
 
-  fd_entry& entry_;
+  fd_entry::reactor& reactor_;
+  fd_entry::reactor::per_descriptor_data& data_;
+  int fd_;
   int op_type_;
   bool started_ = false;
   bool done_ = false;
   bool armed_ = false;
+  bool withdrawn_ = false;
   boost::system::error_code result_;
   boost::system::error_code aborted_why_;
   boost::fibers::waker waker_;
 };
 
+} // namespace
+
+ready_result park_until_ready(fiber_state& fs, fd_entry::reactor& r, int fd,
+                              fd_entry::reactor::per_descriptor_data& data, bool for_write, steady_time deadline,
+                              const wait_info& info, boost::system::error_code& ec) noexcept {
+  ready_wait_op op(r, fd, data, for_write ? fd_entry::reactor::write_op : fd_entry::reactor::read_op);
+  op.start();
+  spinlock unused; // the operation completes on this thread: nothing to guard
+  spinlock_lock lk(unused);
+  boost::system::error_code why;
+  park(fs, lk, op, info, deadline, why);
+  if (why || op.aborted_why()) { // interrupted (a withdrawal that raced with readiness still reports it)
+    ec = why ? why : op.aborted_why();
+    return ready_result::failed;
+  }
+  if (op.result() == boost::asio::error::operation_aborted && op.withdrawn()) return ready_result::deadline;
+  // operation_not_supported: a descriptor epoll does not take (a regular
+  // file) is always ready.
+  if (op.result() && op.result() != boost::asio::error::operation_not_supported) {
+    ec = op.result(); // operation_aborted: the descriptor was closed (or forgotten) meanwhile
+    return ready_result::failed;
+  }
+  return ready_result::ready;
+}
+
+fd_entry::reactor& reactor_of(worker& w) {
+  return table_of(w).reactor();
+}
+
+namespace {
+
 /// The one wait behind the public calls: true when `fd` is ready; false with
 /// `ec` set on an error or interruption, with `ec` clear when `deadline`
-/// passed first. `look_first`: `fd` may be ready already (the caller did not
-/// just see EAGAIN): one `poll` with timeout 0 before parking.
-bool wait_fd(int fd, bool for_write, steady_time deadline, boost::system::error_code& ec, bool look_first = true) {
+/// passed first. Looks with one `poll` (timeout 0) before parking: the
+/// caller has not just seen EAGAIN.
+bool wait_fd(int fd, bool for_write, steady_time deadline, boost::system::error_code& ec) {
   ec.clear();
   if (fd < 0) {
     ec = boost::asio::error::bad_descriptor;
@@ -184,47 +223,30 @@ bool wait_fd(int fd, bool for_write, steady_time deadline, boost::system::error_
   fiber_state* fs = current_fiber_state();
   if (!fs) return wait_ready(fd, for_write, ec, deadline); // a plain thread: poll
   if (fs->checkpoint(ec)) return false;
-  if (look_first) {
-    pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
-    if (int r = ::poll(&p, 1, 0); r > 0) {
-      if (p.revents & POLLNVAL) {
-        ec = boost::asio::error::bad_descriptor;
-        return false;
-      }
-      return true;
-    } else if (r < 0 && errno != EINTR) {
-      ec = last_error();
+  pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
+  if (int r = ::poll(&p, 1, 0); r > 0) {
+    if (p.revents & POLLNVAL) {
+      ec = boost::asio::error::bad_descriptor;
       return false;
     }
+    return true;
+  } else if (r < 0 && errno != EINTR) {
+    ec = last_error();
+    return false;
   }
   if (deadline != no_deadline && std::chrono::steady_clock::now() >= deadline) return false;
   fd_table& table = table_of(*fs->owner);
   std::shared_ptr<fd_entry> e = table.entry(fd, ec);
   if (!e) return false;
-  fd_wait_op op(*e, for_write ? fd_entry::reactor::write_op : fd_entry::reactor::read_op);
-  op.start();
   const wait_info info{for_write ? "writable" : "readable", nullptr, fd};
-  spinlock unused; // the operation completes on this thread: nothing to guard
-  spinlock_lock lk(unused);
-  boost::system::error_code why;
-  park(*fs, lk, op, info, deadline, why);
+  const ready_result r =
+      park_until_ready(*fs, table.reactor(), e->registered_fd, e->data, for_write, deadline, info, ec);
   table.done(e);
   if (e->forgotten) {
     ec = boost::asio::error::bad_descriptor;
     return false;
   }
-  if (why || op.aborted_why()) { // interrupted (a withdrawal that raced with readiness still reports it)
-    ec = why ? why : op.aborted_why();
-    return false;
-  }
-  if (op.result() == boost::asio::error::operation_aborted) return false; // the call's own deadline
-  // operation_not_supported: a descriptor epoll does not take (a regular
-  // file) is always ready.
-  if (op.result() && op.result() != boost::asio::error::operation_not_supported) {
-    ec = op.result();
-    return false;
-  }
-  return true;
+  return r == ready_result::ready;
 }
 
 void wait_or_throw(int fd, bool for_write, const char* what) {

@@ -10,6 +10,7 @@
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -72,6 +73,8 @@ public:
   /// waits until they have done it (so the caller may close `fd` at once).
   static void forget_everywhere(int fd, fd_table* mine) noexcept;
 
+  fd_entry::reactor& reactor() noexcept { return reactor_; }
+
 private:
   explicit fd_table(boost::asio::io_context& io);
 
@@ -85,5 +88,28 @@ private:
   /// that never ran.
   std::vector<std::shared_ptr<struct forget_round>> pending_;
 };
+
+class fiber_state;
+struct wait_info;
+struct worker;
+
+/// How a wait for readiness ended.
+enum class ready_result { ready, deadline, failed };
+
+/// Parks `fs` until the descriptor `fd`, registered with `r` as `data`,
+/// is readable (or writable): one reactor operation on the fiber's stack,
+/// queued on that registration (no `epoll_ctl`), through the one park path
+/// (timeout, cancel and shield as for every wait). `failed` sets `ec`: the
+/// interruption, `operation_aborted` when the registration was dropped
+/// meanwhile (the socket closed, the descriptor forgotten), or an error.
+/// `deadline`: `deadline` passed first. The caller has passed `fs`'s
+/// checkpoint and seen the descriptor not ready.
+ready_result park_until_ready(fiber_state& fs, fd_entry::reactor& r, int fd,
+                              fd_entry::reactor::per_descriptor_data& data, bool for_write,
+                              std::chrono::steady_clock::time_point deadline, const wait_info& info,
+                              boost::system::error_code& ec) noexcept;
+
+/// The reactor of `w`'s io_context.
+fd_entry::reactor& reactor_of(worker& w);
 
 } // namespace coop::detail

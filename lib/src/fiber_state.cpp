@@ -58,7 +58,10 @@ boost::system::error_code wait_context::timeout_due() noexcept {
   auto now = std::chrono::steady_clock::now();
   for (timeout_node* t = timeouts; t; t = t->outer) {
     if (!t->expired && !t->disarmed && now >= t->deadline) t->expired = true;
-    if (t->expired && t->shield_depth >= shield_depth) return make_error_code(errc::timed_out);
+    if (t->expired && t->shield_depth >= shield_depth) {
+      last_fired = {t->duration, t == timeouts};
+      return make_error_code(errc::timed_out);
+    }
   }
   return {};
 }

@@ -7,9 +7,7 @@
 #include <boost/asio/query.hpp>
 #include <boost/fiber/operations.hpp>
 
-#include <fcntl.h>
 #include <poll.h>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -56,10 +54,6 @@ bool is_blocking_io(const boost::asio::any_io_executor& ex) noexcept {
   return &ctx == static_cast<boost::asio::execution_context*>(&blocking_io());
 }
 
-bool has_blocking_deadline() noexcept {
-  return current_wait_context().interrupt_deadline() != no_deadline;
-}
-
 bool wait_ready(int fd, bool for_write, boost::system::error_code& ec, steady_time own_deadline) {
   wait_context& wc = current_wait_context();
   for (;;) {
@@ -84,47 +78,6 @@ bool wait_ready(int fd, bool for_write, boost::system::error_code& ec, steady_ti
       return false;
     }
   }
-}
-
-std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec, const void* to,
-                               std::size_t to_len) {
-  msghdr msg{};
-  msg.msg_name = const_cast<void*>(to);
-  msg.msg_namelen = static_cast<socklen_t>(to_len);
-  msg.msg_iov = const_cast<iovec*>(iov);
-  msg.msg_iovlen = n;
-  for (;;) {
-    ssize_t r = ::sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (r >= 0) {
-      ec.clear();
-      return static_cast<std::size_t>(r);
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      ec = last_error();
-      return 0;
-    }
-    if (!wait_ready(fd, true, ec)) return 0;
-  }
-}
-
-void connect_with_deadline(int fd, const void* addr, std::size_t len, boost::system::error_code& ec) {
-  int flags = ::fcntl(fd, F_GETFL);
-  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  ec.clear();
-  if (::connect(fd, static_cast<const sockaddr*>(addr), static_cast<socklen_t>(len)) != 0) {
-    if (errno != EINPROGRESS && errno != EINTR)
-      ec = last_error();
-    else if (wait_ready(fd, true, ec)) {
-      int err = 0;
-      socklen_t err_len = sizeof err;
-      if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0)
-        ec = last_error();
-      else if (err != 0)
-        ec.assign(err, boost::system::system_category());
-    }
-  }
-  ::fcntl(fd, F_SETFL, flags); // the stream blocks in the kernel again
 }
 
 io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what) {

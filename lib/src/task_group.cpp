@@ -46,7 +46,7 @@ bool task_group::join_shielded(detail::steady_time deadline) noexcept {
   return wait(ec, deadline) == detail::park_result::completed;
 }
 
-bool task_group::join_until(std::chrono::steady_clock::time_point deadline) {
+bool task_group::join_or_cancel_until(std::chrono::steady_clock::time_point deadline) {
   if (join_shielded(deadline)) return true;
   cancel();
   join_shielded(detail::no_deadline);

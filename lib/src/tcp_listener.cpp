@@ -4,6 +4,9 @@
 #include <boost/asio/socket_base.hpp>
 
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <string>
 
@@ -50,6 +53,8 @@ basic_listener<Protocol>::basic_listener(std::string_view path,
 template <class Protocol>
 void basic_listener<Protocol>::listen(const endpoint_type& endpoint, const listen_options& options) {
   acceptor_.open(endpoint.protocol());
+  protocol_ = endpoint.protocol();
+  acceptor_.non_blocking(true); // for the I/O loop, in both modes (accept has no MSG_DONTWAIT)
   if constexpr (detail::is_tcp<Protocol>) {
     if (options.reuse_address) acceptor_.set_option(boost::asio::socket_base::reuse_address(true));
     if (options.reuse_port) {
@@ -77,32 +82,30 @@ void basic_listener<Protocol>::listen(const endpoint_type& endpoint, const liste
 template <class Protocol>
 typename basic_listener<Protocol>::stream_type basic_listener<Protocol>::accept(boost::system::error_code& ec) {
   const char* what = listener_name<Protocol>("coop::net::tcp_listener::accept", "coop::net::unix_listener::accept");
-  detail::fiber_state* fiber = detail::begin_call(acceptor_.get_executor(), what, ec);
+  const detail::io_call call = detail::begin_io(acceptor_.get_executor(), what, ec);
   typename Protocol::socket s(acceptor_.get_executor());
-  const detail::wait_info info{"accept", this, acceptor_.native_handle()};
+  if (ec) return stream_type(std::move(s));
+  // The I/O loop: `accept4` (the listening socket is non-blocking); when no
+  // connection is pending, wait until one is. A fiber takes a burst of
+  // pending connections in one turn (up to `detail::accept_batch`, then it
+  // yields). A connection that was reset while queued is skipped.
+  const detail::io_handle h = detail::handle_of(acceptor_);
+  const int type = SOCK_CLOEXEC | (call.fiber ? SOCK_NONBLOCK : 0);
+  const std::size_t fd = detail::io_loop(
+      call, h, detail::io_accept, this,
+      [&](int) -> ssize_t {
+        for (;;)
+          if (int r = ::accept4(h.fd, nullptr, nullptr, type); r >= 0 || errno != ECONNABORTED) return r;
+      },
+      ec);
+  if (ec) return stream_type(std::move(s));
+  s.assign(protocol_, static_cast<int>(fd), ec);
   if (ec) {
-    // an interruption was due: the call fails without waiting
-  } else if (fiber) {
-    // Take a pending connection without a round trip through the scheduler,
-    // so a burst of clients is accepted in one turn (up to
-    // `detail::accept_batch`, then the fiber yields); wait only when none is
-    // pending. The acceptor is non-blocking for that (fiber mode only: a
-    // listener never changes mode).
-    if (!acceptor_.non_blocking()) acceptor_.non_blocking(true, ec);
-    if (!ec) acceptor_.accept(s, ec);
-    if (!ec)
-      detail::count_direct_accept(*fiber);
-    else if (ec == boost::asio::error::would_block || ec == boost::asio::error::try_again) {
-      ec.clear();
-      acceptor_.async_accept(s, detail::yield_for(info, ec));
-    }
-  } else if (!detail::has_blocking_deadline() || detail::wait_ready(acceptor_.native_handle(), false, ec)) {
-    // Blocking mode: with a timeout, wait in poll() first; accept then
-    // returns at once (one acceptor at a time).
-    acceptor_.accept(s, ec);
+    ::close(static_cast<int>(fd));
+    return stream_type(std::move(s));
   }
   if constexpr (detail::is_tcp<Protocol>) {
-    if (!ec && no_delay_) {
+    if (no_delay_) {
       boost::system::error_code ignored; // a peer that already left is the caller's to find out
       s.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
     }
@@ -113,7 +116,8 @@ typename basic_listener<Protocol>::stream_type basic_listener<Protocol>::accept(
 template <class Protocol> typename basic_listener<Protocol>::stream_type basic_listener<Protocol>::accept() {
   boost::system::error_code ec;
   stream_type s = accept(ec);
-  throw_on_error(ec, "accept");
+  detail::throw_call_error(ec, detail::is_tcp<Protocol> ? "coop::net::tcp_listener" : "coop::net::unix_listener",
+                           "accept");
   return s;
 }
 

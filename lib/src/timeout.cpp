@@ -2,8 +2,19 @@
 
 namespace coop {
 
-timeout::timeout(std::chrono::steady_clock::time_point deadline) noexcept : wc_(&detail::current_wait_context()) {
+namespace {
+std::chrono::nanoseconds left_until(std::chrono::steady_clock::time_point deadline) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  return deadline <= now ? std::chrono::nanoseconds::zero() : detail::saturated_ns(deadline - now);
+}
+} // namespace
+
+timeout::timeout(std::chrono::steady_clock::time_point deadline) noexcept : timeout(deadline, left_until(deadline)) {}
+
+timeout::timeout(std::chrono::steady_clock::time_point deadline, std::chrono::nanoseconds duration) noexcept
+    : wc_(&detail::current_wait_context()) {
   node_.deadline = deadline;
+  node_.duration = duration;
   wc_->link(node_);
 }
 

@@ -6,8 +6,8 @@
 #include <coop/timeout.hpp>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/asio/read_until.hpp>
 #include <boost/asio/ssl/host_name_verification.hpp>
+#include <coop/detail/io_loop.hpp>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -99,28 +99,20 @@ server_limits* limits_of(ssl::context& ctx) {
 }
 
 /// Waits until the client's first bytes arrive, with nothing but the TCP
-/// socket (no session, no buffers yet). A client that closes before sending
-/// anything fails it with `eof`, so it never costs a session either.
+/// socket (no session, no buffers yet): the I/O loop over a `recv` that
+/// peeks, leaving the bytes for OpenSSL. A client that closes before
+/// sending anything fails it with `eof`, so it never costs a session either.
 void wait_for_client_hello(tcp_stream& tcp, boost::system::error_code& ec) {
-  const int fd = tcp.socket().native_handle();
-  const coop::detail::wait_info info{"tls accept (waiting for ClientHello)", &tcp, fd};
-  for (;;) {
-    tcp.socket().async_wait(tcp::socket::wait_read, coop::detail::yield_for(info, ec));
-    if (ec) return;
-    char first = 0;
-    const ssize_t n = ::recv(fd, &first, 1, MSG_PEEK | MSG_DONTWAIT); // looks, leaves the byte for OpenSSL
-    if (n > 0) return;
-    if (n == 0) {
-      ec = boost::asio::error::eof;
-      return;
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      ec = boost::system::error_code(errno, boost::system::system_category());
-      return;
-    }
-  }
+  const coop::detail::io_call call = coop::detail::begin_io(tcp.get_executor(), "coop::net::tls_accept", ec);
+  if (ec) return;
+  static constexpr coop::detail::io_kind hello{"tls accept (waiting for ClientHello)", false,
+                                               coop::detail::direct_io_budget};
+  const coop::detail::io_handle h = coop::detail::handle_of(tcp.socket());
+  char first = 0;
+  const std::size_t n = coop::detail::io_loop(
+      call, h, hello, &tcp, [&](int flags) { return ::recv(h.fd, &first, 1, MSG_PEEK | flags); }, ec);
+  if (n == 0 && !ec) ec = boost::asio::error::eof;
 }
-
 } // namespace
 
 } // namespace coop::net
@@ -231,22 +223,6 @@ void tls_stream::handshake(ssl::stream_base::handshake_type type, boost::system:
   ssl_.async_handshake(type, coop::detail::yield_for(info, ec));
 }
 
-std::size_t tls_stream::read_until(std::string& buffer, std::string_view delim, std::size_t max_size,
-                                   boost::system::error_code& ec) {
-  const coop::detail::wait_info info{"tls read", this, fd()};
-  begin("coop::net::tls_stream::read_until");
-  // A delimiter already in `buffer` returns at once (Asio's operation would
-  // complete at once too, but through the scheduler's queue: a yield per line).
-  if (std::size_t at = std::string_view(buffer).find(delim); at != std::string_view::npos) {
-    coop::detail::fiber_state* fs = coop::detail::begin_buffered_read(ec);
-    if (ec) return 0;
-    coop::detail::count_buffered_read(fs);
-    return at + delim.size();
-  }
-  auto dyn = boost::asio::dynamic_buffer(buffer, max_size);
-  return boost::asio::async_read_until(ssl_, dyn, delim, coop::detail::yield_for(info, ec));
-}
-
 void tls_stream::shutdown(boost::system::error_code& ec) {
   const coop::detail::wait_info info{"tls shutdown", this, fd()};
   begin("coop::net::tls_stream::shutdown");
@@ -267,14 +243,14 @@ tls_stream tls_connect(const tcp::endpoint& endpoint, std::string_view host_name
 tls_stream tls_connect(std::string_view host, std::uint16_t port, ssl::context& ctx) {
   boost::system::error_code ec;
   tls_stream s = tls_connect(host, port, ctx, ec);
-  throw_on_error(ec, "tls_connect");
+  coop::detail::throw_call_error(ec, "coop::net", "tls_connect");
   return s;
 }
 
 tls_stream tls_connect(const tcp::endpoint& endpoint, std::string_view host_name, ssl::context& ctx) {
   boost::system::error_code ec;
   tls_stream s = tls_connect(endpoint, host_name, ctx, ec);
-  throw_on_error(ec, "tls_connect");
+  coop::detail::throw_call_error(ec, "coop::net", "tls_connect");
   return s;
 }
 
@@ -304,7 +280,7 @@ tls_stream tls_accept(tcp_stream tcp, ssl::context& ctx, boost::system::error_co
 tls_stream tls_accept(tcp_stream tcp, ssl::context& ctx) {
   boost::system::error_code ec;
   tls_stream s = tls_accept(std::move(tcp), ctx, ec);
-  throw_on_error(ec, "tls_accept");
+  coop::detail::throw_call_error(ec, "coop::net", "tls_accept");
   return s;
 }
 

@@ -7,14 +7,11 @@ udp_socket::udp_socket(const udp::endpoint& local) : socket_(detail::io_for_new_
   socket_.open(local.protocol());
   socket_.bind(local);
   if (!detail::is_blocking_io(socket_.get_executor())) {
-    // Lets a send try the kernel first and report would_block instead of
-    // blocking the thread; Asio's async operations are unaffected.
+    // What the I/O loop does with MSG_DONTWAIT, Asio's own calls on
+    // `socket()` do too: they report would_block instead of blocking the
+    // thread. (Asio's async operations are unaffected.)
     socket_.non_blocking(true);
   }
-}
-
-bool udp_socket::begin(const char* what, boost::system::error_code& ec) {
-  return detail::begin_call(socket_.get_executor(), what, ec);
 }
 
 } // namespace coop::net

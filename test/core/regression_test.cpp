@@ -376,7 +376,7 @@ REGRESSION_CASE(cancelled_server_drains_the_request_in_progress) {
       coop::sleep_for(100ms); // a slow answer
       c.write_all(boost::asio::buffer(std::string("reply\n")));
     });
-    return connections.join_for(2s);
+    return connections.join_or_cancel_for(2s);
   });
   auto client = coop::net::connect("127.0.0.1", port);
   client.write_all(boost::asio::buffer(std::string("request\n")));
@@ -395,8 +395,8 @@ REGRESSION_CASE(cancelled_server_drains_the_request_in_progress) {
   BOOST_TEST(reply == "reply\n");
   bool drained = false;
   std::string how = outcome_of([&] { drained = server.get(); });
-  BOOST_TEST(how == "returned", "the server fiber (serve, then join_for(2s)) ended with: " << how);
-  BOOST_TEST(drained, "join_for did not report that every connection ended in time");
+  BOOST_TEST(how == "returned", "the server fiber (serve, then join_or_cancel_for(2s)) ended with: " << how);
+  BOOST_TEST(drained, "join_or_cancel_for did not report that every connection ended in time");
 }
 
 // --- Bug 6: channel operations of a cancelled fiber report cancellation ----------

@@ -280,7 +280,7 @@ COOP_TEST_CASE(task_group_destructor_cancels_and_waits_for_clean_up) {
   BOOST_TEST(cleaned == 3);
 }
 
-COOP_TEST_CASE(task_group_join_for_cancels_what_is_left_after_the_deadline) {
+COOP_TEST_CASE(task_group_join_or_cancel_for_cancels_what_is_left_after_the_deadline) {
   coop::task_group group;
   bool quick_done = false, slow_cancelled = false;
   group.spawn([&] {
@@ -294,11 +294,11 @@ COOP_TEST_CASE(task_group_join_for_cancels_what_is_left_after_the_deadline) {
       slow_cancelled = true;
     }
   });
-  BOOST_TEST(!group.join_for(20ms));
+  BOOST_TEST(!group.join_or_cancel_for(20ms));
   BOOST_TEST(quick_done);
   BOOST_TEST(slow_cancelled);
   group.spawn([] { coop::sleep_for(1ms); });
-  BOOST_TEST(group.join_for(1s));
+  BOOST_TEST(group.join_or_cancel_for(1s));
 }
 
 COOP_TEST_CASE(task_group_member_failure_does_not_touch_the_others) {

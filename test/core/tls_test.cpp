@@ -658,7 +658,7 @@ COOP_TEST_CASE(a_server_context_limits_the_handshakes_in_progress) {
     if (!ec) echo(s);
   });
   auto client = good.get();
-  handshakes.join_for(10s);
+  handshakes.join_or_cancel_for(10s);
   BOOST_TEST(events.size() == 2u);
   if (events.size() == 2) {
     BOOST_TEST(events[0] == "stalled: timed out");

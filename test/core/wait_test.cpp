@@ -183,7 +183,7 @@ COOP_TEST_CASE(a_timeout_created_inside_a_shield_still_applies) {
   BOOST_CHECK_THROW(t.get(), coop::timeout_error);
 }
 
-COOP_TEST_CASE(task_group_join_for_drains_in_a_cancelled_fiber) {
+COOP_TEST_CASE(task_group_join_or_cancel_for_drains_in_a_cancelled_fiber) {
   bool finished = false;
   auto server = coop::spawn([&] {
     coop::task_group g;
@@ -195,7 +195,7 @@ COOP_TEST_CASE(task_group_join_for_drains_in_a_cancelled_fiber) {
     try {
       coop::sleep_for(10s);
     } catch (const coop::cancelled&) {
-      return g.join_for(5s); // clean-up: waits although this fiber is cancelled
+      return g.join_or_cancel_for(5s); // clean-up: waits although this fiber is cancelled
     }
     return false;
   });

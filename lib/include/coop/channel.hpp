@@ -1,6 +1,7 @@
 // coop/channel.hpp — channels between fibers, on one runtime thread or several.
 #pragma once
 
+#include <coop/detail/deadline.hpp>
 #include <coop/detail/wait_queue.hpp>
 #include <coop/error.hpp>
 
@@ -179,7 +180,7 @@ private:
     return r.status;
   }
   template <class Rep, class Period> static detail::steady_time after_now(std::chrono::duration<Rep, Period> d) {
-    return std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
+    return detail::deadline_after(d);
   }
   static result interrupted(const boost::system::error_code& ec) {
     return {ec == errc::cancelled ? channel_status::cancelled : channel_status::timeout, ec};

@@ -4,7 +4,9 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <chrono>
 #include <stdexcept>
+#include <string_view>
 #include <type_traits>
 
 namespace coop {
@@ -24,10 +26,27 @@ inline boost::system::error_code make_error_code(errc e) noexcept {
 }
 
 /// Thrown by a blocking call inside an expired `coop::timeout` scope.
-/// `code()` is `coop::errc::timed_out`.
+/// `code()` is `coop::errc::timed_out`. It says which scope fired: its
+/// duration, and whether it was the innermost one around the call (an
+/// outer scope firing means the call's own, shorter bound did not) — also
+/// in `what()`: "coop::timeout of 50 ms (the innermost scope): operation
+/// timed out".
 class timeout_error : public boost::system::system_error {
 public:
+  /// A timeout whose scope is not known.
   timeout_error() : boost::system::system_error(make_error_code(errc::timed_out)) {}
+  /// A timeout of the scope of `duration` (from its construction to its
+  /// deadline), `innermost` or not.
+  timeout_error(std::chrono::nanoseconds duration, bool innermost);
+
+  /// The fired scope's duration; negative when not known.
+  std::chrono::nanoseconds duration() const noexcept { return duration_; }
+  /// Whether the fired scope was the innermost `coop::timeout` around the call.
+  bool innermost() const noexcept { return innermost_; }
+
+private:
+  std::chrono::nanoseconds duration_{-1};
+  bool innermost_ = true;
 };
 
 /// Thrown by the blocking calls of a fiber that was cancelled.
@@ -47,6 +66,12 @@ public:
 /// Throws the exception that matches `ec`: `timeout_error`, `cancelled`, or
 /// `boost::system::system_error` for everything else. Does nothing for success.
 void throw_on_error(const boost::system::error_code& ec, const char* what = "");
+
+namespace detail {
+/// `throw_on_error` naming the call `type::call`
+/// ("coop::net::tcp_stream::read_exact"); nothing when `ec` is clear.
+void throw_call_error(const boost::system::error_code& ec, std::string_view type, std::string_view call);
+} // namespace detail
 
 } // namespace coop
 

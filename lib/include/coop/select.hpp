@@ -3,6 +3,7 @@
 #pragma once
 
 #include <coop/channel.hpp>
+#include <coop/detail/deadline.hpp>
 #include <coop/detail/select.hpp>
 #include <coop/error.hpp>
 
@@ -35,8 +36,7 @@ template <class T> detail::send_case<T> send(channel<T>* ch, T& item) {
 /// A `select` case that completes (status `success`) once `d` has passed,
 /// if nothing else completed first (Go's `time.After`).
 template <class Rep, class Period> detail::after_case after(std::chrono::duration<Rep, Period> d) {
-  return detail::after_case(std::chrono::steady_clock::now() +
-                            std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+  return detail::after_case(detail::deadline_after(d));
 }
 /// A `select` case that completes once `deadline` has passed.
 inline detail::after_case at(std::chrono::steady_clock::time_point deadline) {

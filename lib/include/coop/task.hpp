@@ -1,6 +1,7 @@
 // coop/task.hpp — spawning fibers and waiting for their results.
 #pragma once
 
+#include <coop/detail/deadline.hpp>
 #include <coop/detail/task_state.hpp>
 #include <coop/error.hpp>
 #include <coop/this_fiber.hpp>
@@ -82,7 +83,7 @@ public:
 
   /// Waits until the fiber has finished or `d` has passed: true when finished.
   template <class Rep, class Period> bool join_for(std::chrono::duration<Rep, Period> d) {
-    return join_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+    return join_until(detail::deadline_after(d));
   }
   bool join_until(std::chrono::steady_clock::time_point deadline) {
     boost::system::error_code ec;
@@ -160,7 +161,7 @@ spawn(F&& fn) {
 template <class Rep, class Period, class F>
 [[nodiscard("dropping the task cancels the fiber; call detach() to let it run on")]] task<detail::spawn_result_t<F>>
 spawn_later(std::chrono::duration<Rep, Period> d, F&& fn) {
-  auto start = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
+  auto start = detail::deadline_after(d);
   return spawn([start, f = std::decay_t<F>(std::forward<F>(fn))]() mutable -> detail::spawn_result_t<F> {
     coop::sleep_until(start);
     return std::invoke(f);

@@ -1,6 +1,7 @@
 // coop/task_group.hpp — a set of fibers that end together (structured concurrency).
 #pragma once
 
+#include <coop/detail/deadline.hpp>
 #include <coop/task.hpp>
 
 #include <chrono>
@@ -28,7 +29,7 @@ namespace coop {
 /// @code
 ///   coop::task_group connections;
 ///   for (;;) connections.spawn([c = listener.accept()]() mutable { serve(c); });
-///   // on shutdown:  connections.join_for(5s); (cancels what is left after 5 s)
+///   // on shutdown:  connections.join_or_cancel_for(5s); (cancels what is left after 5 s)
 /// @endcode
 class task_group {
 public:
@@ -66,7 +67,7 @@ public:
   /// Starts `fn` in a member fiber after `d` (see `coop::spawn_later`): a
   /// member cancelled before then never calls `fn`.
   template <class Rep, class Period, class F> void spawn_later(std::chrono::duration<Rep, Period> d, F&& fn) {
-    auto start = std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
+    auto start = detail::deadline_after(d);
     spawn([start, f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
       coop::sleep_until(start);
       std::invoke(f);
@@ -109,9 +110,23 @@ public:
   /// been cancelled or whose timeouts expired (that is when a server drains
   /// its connections); the deadline bounds the first phase, the members'
   /// reaction to cancellation the second.
-  bool join_until(std::chrono::steady_clock::time_point deadline);
-  template <class Rep, class Period> bool join_for(std::chrono::duration<Rep, Period> d) {
-    return join_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+  /// (Unlike `task::join_for` and `pool::join_for`, which only wait.)
+  bool join_or_cancel_until(std::chrono::steady_clock::time_point deadline);
+  template <class Rep, class Period> bool join_or_cancel_for(std::chrono::duration<Rep, Period> d) {
+    return join_or_cancel_until(detail::deadline_after(d));
+  }
+
+  /// The former names of `join_or_cancel_until` / `join_or_cancel_for`
+  /// (they cancel too, which the name did not say); removed in the next release.
+  [[deprecated(
+      "coop::task_group::join_until cancels the members left at the deadline: call join_or_cancel_until")]] bool
+  join_until(std::chrono::steady_clock::time_point deadline) {
+    return join_or_cancel_until(deadline);
+  }
+  template <class Rep, class Period>
+  [[deprecated("coop::task_group::join_for cancels the members left at the deadline: call join_or_cancel_for")]] bool
+  join_for(std::chrono::duration<Rep, Period> d) {
+    return join_or_cancel_for(d);
   }
 
 private:

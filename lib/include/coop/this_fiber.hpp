@@ -1,6 +1,8 @@
 // coop/this_fiber.hpp — sleeping, yielding and naming in the calling fiber.
 #pragma once
 
+#include <coop/detail/deadline.hpp>
+
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
@@ -17,10 +19,10 @@ void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::
 
 /// Suspends the calling fiber for `d` (gevent.sleep). `sleep_for(0s)` yields.
 template <class Rep, class Period> void sleep_for(std::chrono::duration<Rep, Period> d) {
-  sleep_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d));
+  sleep_until(detail::deadline_after(d));
 }
 template <class Rep, class Period> void sleep_for(std::chrono::duration<Rep, Period> d, boost::system::error_code& ec) {
-  sleep_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d), ec);
+  sleep_until(detail::deadline_after(d), ec);
 }
 
 namespace this_fiber {

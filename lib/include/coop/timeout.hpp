@@ -33,7 +33,7 @@ public:
   explicit timeout(std::chrono::steady_clock::time_point deadline) noexcept;
   template <class Rep, class Period>
   explicit timeout(std::chrono::duration<Rep, Period> d) noexcept
-      : timeout(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(d)) {}
+      : timeout(detail::deadline_after(d), detail::saturated_ns(d)) {}
   ~timeout();
   timeout(const timeout&) = delete;
   timeout& operator=(const timeout&) = delete;
@@ -47,6 +47,8 @@ public:
   std::chrono::steady_clock::time_point deadline() const noexcept { return node_.deadline; }
 
 private:
+  timeout(std::chrono::steady_clock::time_point deadline, std::chrono::nanoseconds duration) noexcept;
+
   detail::wait_context* wc_;
   detail::timeout_node node_;
 };

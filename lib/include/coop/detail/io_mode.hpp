@@ -31,24 +31,18 @@ io_mode mode_for(const boost::asio::any_io_executor& ex, const char* what);
 /// interruption is due (the call must then fail at once).
 fiber_state* begin_call(const boost::asio::any_io_executor& ex, const char* what, boost::system::error_code& ec);
 
-/// An I/O call of `fs` completed without waiting: after `direct_io_budget`
-/// such calls in a row the fiber yields (the scheduler resets the count
-/// whenever it resumes the fiber).
-inline void count_direct_io(fiber_state& fs) {
-  if (++fs.direct_io_streak >= direct_io_budget) yield_now();
+/// An I/O call of `fs` completed without waiting: after `batch` such calls
+/// in a row the fiber yields (the scheduler resets the count whenever it
+/// resumes the fiber).
+inline void count_direct_io(fiber_state& fs, std::uint32_t batch = direct_io_budget) {
+  if (++fs.direct_io_streak >= batch) yield_now();
 }
 
 /// Connections a fiber accepts in a row without waiting before it yields
-/// (gevent's StreamServer takes up to 100 per readiness event).
+/// (gevent's StreamServer takes up to 100 per readiness event): accepting
+/// costs little, and a burst of clients should not wait a pass of the ready
+/// queue each.
 inline constexpr std::uint32_t accept_batch = 64;
-
-/// An accept of `fs` completed without waiting: counted against
-/// `accept_batch` (the same count as `count_direct_io`'s, with a larger
-/// bound: accepting costs little and a burst of clients should not wait a
-/// pass of the ready queue each).
-inline void count_direct_accept(fiber_state& fs) {
-  if (++fs.direct_io_streak >= accept_batch) yield_now();
-}
 
 /// The start of a call that may be served from bytes already in user space
 /// (a buffered reader's buffer, the caller's buffer of `read_until`): the
@@ -85,23 +79,12 @@ bool is_blocking_io(const boost::asio::any_io_executor& ex) noexcept;
 
 bool in_blocking_scope() noexcept;
 
-// Blocking mode: the one place where a plain thread waits on a descriptor.
-// Each honours the thread's wait context: it waits in poll() until the
-// earliest due timeout, then fails with `pending_interrupt()`. Without a
-// timeout the kernel call simply blocks.
-
-/// Waits until `fd` is readable (or writable); false with `ec` set on an
-/// interruption, a poll error or a descriptor that is not open, false with
-/// `ec` clear once `own_deadline` (the call's own limit) has passed.
+/// Blocking mode: the one place where a plain thread waits on a
+/// descriptor. Waits in poll() until `fd` is readable (or writable), within
+/// the thread's timeouts; false with `ec` set on an interruption, a poll
+/// error or a descriptor that is not open, false with `ec` clear once
+/// `own_deadline` (the call's own limit) has passed.
 bool wait_ready(int fd, bool for_write, boost::system::error_code& ec, steady_time own_deadline = no_deadline);
-/// True when the calling plain thread has a timeout that may bound a call.
-bool has_blocking_deadline() noexcept;
-/// Writes some of `iov` without blocking past the deadline (MSG_DONTWAIT,
-/// then waits for room); to the address `to` when given (a datagram socket).
-std::size_t send_with_deadline(int fd, const iovec* iov, std::size_t n, boost::system::error_code& ec,
-                               const void* to = nullptr, std::size_t to_len = 0);
-/// Connects a freshly opened blocking socket, bounded by the deadline.
-void connect_with_deadline(int fd, const void* addr, std::size_t len, boost::system::error_code& ec);
 
 /// Gathers up to `max` buffers of a sequence as iovecs; returns how many.
 template <class Buffers> std::size_t to_iovec(const Buffers& buffers, iovec* iov, std::size_t max) noexcept {

@@ -11,14 +11,6 @@
 
 namespace coop::detail {
 
-/// The deadline `d` from now; a duration too long to represent means no deadline.
-template <class Rep, class Period> steady_time deadline_after(std::chrono::duration<Rep, Period> d) noexcept {
-  auto now = std::chrono::steady_clock::now();
-  if (d <= d.zero()) return now;
-  if (std::chrono::duration<double>(d) >= std::chrono::duration<double>(no_deadline - now)) return no_deadline;
-  return now + std::chrono::ceil<std::chrono::steady_clock::duration>(d);
-}
-
 /// Passes the entry check, takes `lock`, and calls `try_now()` under it: when
 /// that returns true the call completed without waiting; otherwise queues `w`
 /// on `q` and parks until a completer pops it, an interruption is due, or

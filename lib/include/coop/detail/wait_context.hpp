@@ -2,6 +2,7 @@
 // is interrupted: one record per fiber and one per plain thread.
 #pragma once
 
+#include <coop/detail/deadline.hpp>
 #include <coop/error.hpp>
 
 #include <boost/fiber/waker.hpp>
@@ -12,16 +13,14 @@
 
 namespace coop::detail {
 
-using steady_time = std::chrono::steady_clock::time_point;
-inline constexpr steady_time no_deadline = (steady_time::max)();
-
 /// One entry of a context's chain of `coop::timeout` scopes (innermost first).
 struct timeout_node {
   timeout_node* outer = nullptr;
   steady_time deadline{};
-  int shield_depth = 0;  ///< the context's shield depth when the scope began
-  bool expired = false;  ///< latched the first time a wait finds the deadline passed
-  bool disarmed = false; ///< `timeout::cancel()` was called
+  std::chrono::nanoseconds duration{}; ///< from the scope's construction to its deadline
+  int shield_depth = 0;                ///< the context's shield depth when the scope began
+  bool expired = false;                ///< latched the first time a wait finds the deadline passed
+  bool disarmed = false;               ///< `timeout::cancel()` was called
 };
 
 /// What a parked fiber or thread waits on, published while it waits (for
@@ -85,6 +84,11 @@ public:
   bool cancel_requested = false; ///< `task::cancel()` reached this fiber
   int shield_depth = 0;          ///< live `coop::shield` scopes
   timeout_node* timeouts = nullptr;
+  /// The scope the last `timed_out` came from (for `timeout_error`).
+  struct fired_scope {
+    std::chrono::nanoseconds duration{-1};
+    bool innermost = true;
+  } last_fired;
 
   /// The interruption a blocking call must fail with now, or success.
   /// Cancellation first (unless shielded), then the innermost expired timeout

@@ -100,7 +100,15 @@ private:
   detail::socket_file file_;      ///< Unix: the socket file bound here (removed after the socket closes)
   std::shared_ptr<void> keep_io_; ///< destroyed after acceptor_ (detail::keep_io_alive)
   acceptor_type acceptor_;
+  protocol_type protocol_ = default_protocol(); ///< of the accepted sockets
   bool no_delay_;
+
+  static protocol_type default_protocol() noexcept {
+    if constexpr (detail::is_tcp<Protocol>)
+      return boost::asio::ip::tcp::v4();
+    else
+      return protocol_type();
+  }
 };
 
 // Compiled once, in the library (lib/src/tcp_listener.cpp).

@@ -2,6 +2,7 @@
 // one call that stops them (gevent's StreamServer.stop(timeout)).
 #pragma once
 
+#include <coop/detail/deadline.hpp>
 #include <coop/event.hpp>
 #include <coop/net/basic_listener.hpp>
 #include <coop/net/serve.hpp>
@@ -95,7 +96,7 @@ public:
   /// connections, their reaction to cancellation the rest. Call it from a
   /// fiber other than `serve`'s and other than the connections'.
   template <class Rep, class Period> std::size_t stop(std::chrono::duration<Rep, Period> drain) {
-    return stop_until(std::chrono::steady_clock::now() + std::chrono::ceil<std::chrono::steady_clock::duration>(drain));
+    return stop_until(detail::deadline_after(drain));
   }
   /// As `stop`, with the drain ending at `deadline` (one deadline for several servers).
   std::size_t stop_until(std::chrono::steady_clock::time_point deadline);

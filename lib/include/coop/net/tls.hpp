@@ -2,22 +2,20 @@
 #pragma once
 
 #include <coop/detail/io_mode.hpp>
+#include <coop/detail/stream_algorithms.hpp>
 #include <coop/error.hpp>
 #include <coop/net/tcp_stream.hpp>
 #include <coop/yield.hpp>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/write.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -93,7 +91,7 @@ namespace ssl = boost::asio::ssl;
 ///   s.read_until(reply, "\r\n");
 ///   s.shutdown();
 /// @endcode
-class tls_stream {
+class tls_stream : public coop::detail::stream_algorithms<tls_stream> {
 public:
   using ssl_stream_type = ssl::stream<tcp::socket>;
   using next_layer_type = tcp::socket;
@@ -105,54 +103,30 @@ public:
   tls_stream(tls_stream&&) = default;
   tls_stream& operator=(tls_stream&&) = default;
 
+  /// What errors name.
+  static constexpr const char* type_name() noexcept { return "coop::net::tls_stream"; }
+
   /// Performs the TLS handshake as client or server.
   void handshake(ssl::stream_base::handshake_type type, boost::system::error_code& ec);
   void handshake(ssl::stream_base::handshake_type type) {
     boost::system::error_code ec;
     handshake(type, ec);
-    throw_on_error(ec, "tls handshake");
+    coop::detail::throw_call_error(ec, type_name(), "handshake");
   }
 
+  // read_exact, read_until (a delimiter already in the caller's buffer
+  // returns at once), write_all and the throwing forms of read_some and
+  // write_some: detail::stream_algorithms, over the two calls below.
+  using coop::detail::stream_algorithms<tls_stream>::read_some;
+  using coop::detail::stream_algorithms<tls_stream>::write_some;
+
   /// Reads at least one byte (unless `buffers` is empty); returns the count.
+  /// (Asio's TLS engine, as one operation through `coop::yield`: the engine
+  /// keeps a concurrent reader and writer from sharing its record buffers.)
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
     const coop::detail::wait_info info{"tls read", this, fd()};
     begin("coop::net::tls_stream::read_some");
     return ssl_.async_read_some(buffers, coop::detail::yield_for(info, ec));
-  }
-  template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers) {
-    boost::system::error_code ec;
-    std::size_t n = read_some(buffers, ec);
-    throw_on_error(ec, "read_some");
-    return n;
-  }
-
-  /// Fills `buffers` completely; fails with `eof` if the peer closes first.
-  template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers, boost::system::error_code& ec) {
-    const coop::detail::wait_info info{"tls read", this, fd()};
-    begin("coop::net::tls_stream::read_exact");
-    return boost::asio::async_read(ssl_, buffers, coop::detail::yield_for(info, ec));
-  }
-  template <class MutableBuffers> std::size_t read_exact(const MutableBuffers& buffers) {
-    boost::system::error_code ec;
-    std::size_t n = read_exact(buffers, ec);
-    throw_on_error(ec, "read_exact");
-    return n;
-  }
-
-  /// Reads into `buffer` (appending) until it contains `delim`; returns the
-  /// length up to and including the delimiter. Bytes after it stay in
-  /// `buffer` for the next call. Fails with `not_found` once `buffer` would
-  /// grow past `max_size`.
-  std::size_t read_until(std::string& buffer, std::string_view delim, std::size_t max_size,
-                         boost::system::error_code& ec);
-  std::size_t read_until(std::string& buffer, std::string_view delim, boost::system::error_code& ec) {
-    return read_until(buffer, delim, unlimited, ec);
-  }
-  std::size_t read_until(std::string& buffer, std::string_view delim, std::size_t max_size = unlimited) {
-    boost::system::error_code ec;
-    std::size_t n = read_until(buffer, delim, max_size, ec);
-    throw_on_error(ec, "read_until");
-    return n;
   }
 
   /// Writes some of `buffers` (at most one TLS record); returns the count.
@@ -160,25 +134,6 @@ public:
     const coop::detail::wait_info info{"tls write", this, fd()};
     begin("coop::net::tls_stream::write_some");
     return ssl_.async_write_some(buffers, coop::detail::yield_for(info, ec));
-  }
-  template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers) {
-    boost::system::error_code ec;
-    std::size_t n = write_some(buffers, ec);
-    throw_on_error(ec, "write_some");
-    return n;
-  }
-
-  /// Writes all of `buffers`.
-  template <class ConstBuffers> std::size_t write_all(const ConstBuffers& buffers, boost::system::error_code& ec) {
-    const coop::detail::wait_info info{"tls write", this, fd()};
-    begin("coop::net::tls_stream::write_all");
-    return boost::asio::async_write(ssl_, buffers, coop::detail::yield_for(info, ec));
-  }
-  template <class ConstBuffers> std::size_t write_all(const ConstBuffers& buffers) {
-    boost::system::error_code ec;
-    std::size_t n = write_all(buffers, ec);
-    throw_on_error(ec, "write_all");
-    return n;
   }
 
   /// Sends close_notify and waits for the peer's (returns at once if it has
@@ -189,7 +144,7 @@ public:
   void shutdown() {
     boost::system::error_code ec;
     shutdown(ec);
-    throw_on_error(ec, "tls shutdown");
+    coop::detail::throw_call_error(ec, type_name(), "shutdown");
   }
 
   /// Asio's AsyncReadStream/AsyncWriteStream (forwarded to the ssl::stream),
@@ -208,7 +163,7 @@ public:
   void close() {
     boost::system::error_code ec;
     close(ec);
-    throw_on_error(ec, "close");
+    coop::detail::throw_call_error(ec, type_name(), "close");
   }
   bool is_open() const noexcept { return ssl_.next_layer().is_open(); }
 
@@ -223,8 +178,6 @@ public:
   ssl_stream_type& ssl() noexcept { return ssl_; }
 
 private:
-  static constexpr std::size_t unlimited = (std::numeric_limits<std::size_t>::max)();
-
   /// Throws `usage_error` unless called from a fiber of the stream's own
   /// runtime thread. (The entry check is the coop::yield token's.)
   void begin(const char* what);

@@ -1,7 +1,7 @@
 // coop/net/udp.hpp — a UDP socket whose calls block only the calling fiber.
 #pragma once
 
-#include <coop/detail/io_mode.hpp>
+#include <coop/detail/io_loop.hpp>
 #include <coop/error.hpp>
 #include <coop/yield.hpp>
 
@@ -67,7 +67,7 @@ public:
   template <class ConstBuffers> std::size_t send_to(const ConstBuffers& buffers, const udp::endpoint& destination) {
     boost::system::error_code ec;
     std::size_t n = send_to(buffers, destination, ec);
-    throw_on_error(ec, "send_to");
+    detail::throw_call_error(ec, "coop::net::udp_socket", "send_to");
     return n;
   }
 
@@ -80,7 +80,7 @@ public:
   template <class MutableBuffers> std::size_t receive_from(const MutableBuffers& buffers, udp::endpoint& sender) {
     boost::system::error_code ec;
     std::size_t n = receive_from(buffers, sender, ec);
-    throw_on_error(ec, "receive_from");
+    detail::throw_call_error(ec, "coop::net::udp_socket", "receive_from");
     return n;
   }
 
@@ -91,7 +91,7 @@ public:
   void connect(const udp::endpoint& peer) {
     boost::system::error_code ec;
     connect(peer, ec);
-    throw_on_error(ec, "connect");
+    detail::throw_call_error(ec, "coop::net::udp_socket", "connect");
   }
 
   /// Connected socket: sends `buffers` as one datagram to the peer.
@@ -101,7 +101,7 @@ public:
   template <class ConstBuffers> std::size_t send(const ConstBuffers& buffers) {
     boost::system::error_code ec;
     std::size_t n = send(buffers, ec);
-    throw_on_error(ec, "send");
+    detail::throw_call_error(ec, "coop::net::udp_socket", "send");
     return n;
   }
 
@@ -112,7 +112,7 @@ public:
   template <class MutableBuffers> std::size_t receive(const MutableBuffers& buffers) {
     boost::system::error_code ec;
     std::size_t n = receive(buffers, ec);
-    throw_on_error(ec, "receive");
+    detail::throw_call_error(ec, "coop::net::udp_socket", "receive");
     return n;
   }
 
@@ -125,7 +125,7 @@ public:
   void close() {
     boost::system::error_code ec;
     close(ec);
-    throw_on_error(ec, "close");
+    detail::throw_call_error(ec, "coop::net::udp_socket", "close");
   }
   bool is_open() const noexcept { return socket_.is_open(); }
 
@@ -144,10 +144,6 @@ public:
 private:
   static constexpr std::size_t max_iov = 64; // as many as Asio passes to the kernel
 
-  /// Returns true for fiber mode, false for blocking mode; sets `ec` when an
-  /// interruption is due (the call must then fail at once).
-  bool begin(const char* what, boost::system::error_code& ec);
-
   template <class Buffers> static bool too_many_buffers(const Buffers& buffers, boost::system::error_code& ec) {
     if (std::distance(boost::asio::buffer_sequence_begin(buffers), boost::asio::buffer_sequence_end(buffers)) <=
         static_cast<std::ptrdiff_t>(max_iov))
@@ -164,43 +160,41 @@ private:
     return capacity;
   }
 
+  // The I/O loop (coop/detail/io_loop.hpp): `sendmsg` / `recvmsg`; when the
+  // socket is not ready, wait until it is, and try again.
   template <class ConstBuffers>
   std::size_t send_impl(const ConstBuffers& buffers, const udp::endpoint* to, const char* what,
                         boost::system::error_code& ec) {
-    const bool fiber = begin(what, ec);
+    const detail::io_call call = detail::begin_io(socket_.get_executor(), what, ec);
     if (ec || too_many_buffers(buffers, ec)) return 0;
-    if (fiber) {
-      // The socket is non-blocking: try the kernel first, wait only for room.
-      std::size_t n = to ? socket_.send_to(buffers, *to, 0, ec) : socket_.send(buffers, 0, ec);
-      if (ec != boost::asio::error::would_block) return n;
-      const detail::wait_info info{"send", this, socket_.native_handle()};
-      return to ? socket_.async_send_to(buffers, *to, detail::yield_for(info, ec))
-                : socket_.async_send(buffers, detail::yield_for(info, ec));
-    }
-    if (!detail::has_blocking_deadline())
-      return to ? socket_.send_to(buffers, *to, 0, ec) : socket_.send(buffers, 0, ec);
-    iovec iov[max_iov];
-    return detail::send_with_deadline(socket_.native_handle(), iov, detail::to_iovec(buffers, iov, max_iov), ec,
-                                      to ? to->data() : nullptr, to ? to->size() : 0);
+    detail::iovecs<max_iov> iov(buffers);
+    const detail::io_handle h = detail::handle_of(socket_);
+    return detail::io_loop(
+        call, h, detail::io_send, this,
+        [&](int flags) {
+          msghdr msg =
+              to ? iov.header(const_cast<void*>(static_cast<const void*>(to->data())), to->size()) : iov.header();
+          return ::sendmsg(h.fd, &msg, flags | MSG_NOSIGNAL);
+        },
+        ec);
   }
-
   template <class MutableBuffers>
   std::size_t receive_impl(const MutableBuffers& buffers, udp::endpoint* from, const char* what,
                            boost::system::error_code& ec) {
-    const bool fiber = begin(what, ec);
+    const detail::io_call call = detail::begin_io(socket_.get_executor(), what, ec);
     if (ec || too_many_buffers(buffers, ec)) return 0;
-    std::size_t n = 0;
-    if (fiber) {
-      const detail::wait_info info{"receive", this, socket_.native_handle()};
-      n = from ? socket_.async_receive_from(buffers, *from, MSG_TRUNC, detail::yield_for(info, ec))
-               : socket_.async_receive(buffers, MSG_TRUNC, detail::yield_for(info, ec));
-    } else {
-      // Blocking mode: with a timeout, wait in poll() first; the receive then
-      // returns at once (one receiver at a time).
-      if (detail::has_blocking_deadline() && !detail::wait_ready(socket_.native_handle(), false, ec)) return 0;
-      n = from ? socket_.receive_from(buffers, *from, MSG_TRUNC, ec) : socket_.receive(buffers, MSG_TRUNC, ec);
-    }
-    return check_truncation(n, boost::asio::buffer_size(buffers), ec);
+    detail::iovecs<max_iov> iov(buffers);
+    const detail::io_handle h = detail::handle_of(socket_);
+    const std::size_t n = detail::io_loop(
+        call, h, detail::io_receive, this,
+        [&](int flags) {
+          msghdr msg = from ? iov.header(from->data(), from->capacity()) : iov.header();
+          const ssize_t r = ::recvmsg(h.fd, &msg, flags | MSG_TRUNC);
+          if (r >= 0 && from) from->resize(msg.msg_namelen);
+          return r;
+        },
+        ec);
+    return check_truncation(n, iov.bytes, ec);
   }
 
   std::shared_ptr<void> keep_io_; ///< destroyed after socket_ (detail::keep_io_alive)
