@@ -1,5 +1,6 @@
 // bench/fairness_bench.cpp — how promptly coop's scheduler serves what was
-// woken while many fibers stay ready (issue 16's scenarios, at full size):
+// woken while many fibers stay ready (the scenarios of
+// test/core/fairness_test.cpp, at full size):
 //
 //  1. timer lateness: a fiber sleeps 1 ms, over and over, while N fibers
 //     (100,000 by default) yield in a loop; how late each sleep ends, beside

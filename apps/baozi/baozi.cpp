@@ -1,5 +1,5 @@
-// baozi — seed 003's producer/consumer story ("yield实现简单的协程") told with
-// fibers and a coop::channel instead of generators and send().
+// baozi — the baozi tutorial's producer/consumer story ("yield实现简单的协程")
+// told with fibers and a coop::channel instead of generators and send().
 //
 //   def consumer(name):
 //       print("--->starting eating baozi...")
@@ -15,16 +15,16 @@
 //           con.send(n); con2.send(n)
 //           print("[producer] is making baozi %s" % n)
 //
-// How the story maps onto a channel. In the seed, "baozi 1" reaches both c1
-// and c2; through a channel every item goes to exactly one receiver. So we read
-// the story as a steamer shared by all consumers (one channel, consumers
+// How the story maps onto a channel. In the tutorial, "baozi 1" reaches both
+// c1 and c2; through a channel every item goes to exactly one receiver. So we
+// read the story as a steamer shared by all consumers (one channel, consumers
 // compete for what comes out) and a producer that works in rounds: in round n
 // it makes one baozi per consumer, all numbered n, and only then reports
 // "[producer] is making baozi n". Each baozi also carries a serial number that
 // is unique, so the program can check at the end that every baozi made was
 // eaten exactly once — nothing lost, nothing eaten twice.
 //
-// Why the default run prints the seed's lines in the seed's order, every time:
+// Why the default run prints the tutorial's lines in its order, every time:
 // on one runtime thread, c1 and c2 start first and wait on the empty channel in
 // that order; a push hands its baozi straight to the longest-waiting consumer
 // (FIFO), so c1 gets the first baozi of a round and c2 the second. As
@@ -95,9 +95,9 @@ int main(int argc, char** argv) {
       ("threads", po::value<int>()->default_value(1),
        "runtime threads; consumer i runs on thread i % N, the producer on thread 0") //
       ("quiet,q", po::bool_switch(), "print only the summary line");
-  auto vm = coop_app::parse(argc, argv, name,
-                            "Seed 003's baozi producer and consumers on a coop channel; ends with a checked summary.",
-                            options);
+  auto vm = coop_app::parse(
+      argc, argv, name, "The baozi tutorial's producer and consumers on a coop channel; ends with a checked summary.",
+      options);
   // Read as int and range-checked here: program_options would read "-1" as a huge unsigned.
   auto count = [&](const char* key, int min, int max) {
     int v = vm[key].as<int>();
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   {
     coop::runtime rt(threads);
     // Consumers first, so that they wait on the steamer (in order c1, c2, ...)
-    // before the producer starts: the seed's con.next() calls.
+    // before the producer starts: the tutorial's con.next() calls.
     std::vector<coop::task<std::vector<std::uint64_t>>> eaters;
     for (unsigned i = 0; i < consumers; ++i)
       eaters.push_back(rt.spawn_on(

@@ -1,7 +1,7 @@
-// tutorial_asyncio — seed 002's asyncio example. In asyncio every function on
-// the way to a wait must be `async` and every call `await`ed; on a coop fiber
-// compute() is a plain function whose sleep parks the fiber, and print_sum()
-// calls it like any other function.
+// tutorial_asyncio — the asyncio example of the “Python之coroutine” tutorial. In
+// asyncio every function on the way to a wait must be `async` and every call
+// `await`ed; on a coop fiber compute() is a plain function whose sleep parks
+// the fiber, and print_sum() calls it like any other function.
 //
 //   async def compute(x, y):
 //       print("Compute %s + %s ..." % (x, y))

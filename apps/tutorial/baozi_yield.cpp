@@ -1,7 +1,8 @@
-// tutorial_baozi_yield — seed 003's yield version of the baozi (steamed bun)
-// shop: one producer feeds two consumer generators by turns. It is concurrency
-// in one thread without locks, but not yet what seed 003 asks of coroutines:
-// nothing switches by itself when a task meets I/O (see tutorial_gevent).
+// tutorial_baozi_yield — the baozi tutorial's yield version of the baozi
+// (steamed bun) shop: one producer feeds two consumer generators by turns. It
+// is concurrency in one thread without locks, but not yet what the baozi
+// tutorial asks of coroutines: nothing switches by itself when a task meets I/O
+// (see tutorial_gevent).
 //
 //   def consumer(name):
 //       print("--->starting eating baozi...")
@@ -24,7 +25,7 @@
 //   p = producer()
 //
 // Like the Python program, this prints "[producer]" between terminal colour
-// codes (bold green), which a terminal shows as in the seed's output.
+// codes (bold green), which a terminal shows as in the tutorial's output.
 #include <coop/generator.hpp>
 
 #include <iostream>

@@ -1,6 +1,7 @@
-// tutorial_consumer_status — seed 002: a producer generator drives a consumer
-// generator with send() and yields the consumer's status to the main program,
-// which stops the whole chain when the status turns false.
+// tutorial_consumer_status — from the “Python之coroutine” tutorial: a producer
+// generator drives a consumer generator with send() and yields the consumer's
+// status to the main program, which stops the whole chain when the status turns
+// false.
 //
 //   def consumer():
 //       status = True

@@ -1,5 +1,6 @@
-// tutorial_fib — seed 002's fib: a generator yields the Fibonacci numbers one
-// by one; nothing runs until the loop asks for the next value.
+// tutorial_fib — the fib of the “Python之coroutine” tutorial: a generator yields
+// the Fibonacci numbers one by one; nothing runs until the loop asks for the
+// next value.
 //
 //   def fib(max):
 //       n, a, b = 0, 0, 1

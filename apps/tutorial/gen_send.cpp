@@ -1,5 +1,6 @@
-// tutorial_gen_send — seed 001's gen: a generator started with next() (Python's
-// send(None)), fed with send(), and stopped by the value it treats as "exit".
+// tutorial_gen_send — the coroutine-evolution tutorial's gen: a generator
+// started with next() (Python's send(None)), fed with send(), and stopped by
+// the value it treats as "exit".
 //
 //   def gen():
 //       value = 0

@@ -1,5 +1,5 @@
-// tutorial_gevent — seed 003's two gevent examples on coop's fibers. Each
-// function runs in its own fiber; coop::sleep_for parks only the calling
+// tutorial_gevent — the baozi tutorial's two gevent examples on coop's fibers.
+// Each function runs in its own fiber; coop::sleep_for parks only the calling
 // fiber, and the scheduler runs whichever fiber is ready: the interleaving
 // below comes from the timers, not from explicit switches.
 //

@@ -1,6 +1,6 @@
-// tutorial_greenlet — seed 003's greenlet demo: two functions on their own
-// stacks switch to each other explicitly. Neither is a generator; either can
-// switch from any depth of calls.
+// tutorial_greenlet — the baozi tutorial's greenlet demo: two functions on
+// their own stacks switch to each other explicitly. Neither is a generator;
+// either can switch from any depth of calls.
 //
 //   def xiecheng_test():
 //       print(12)

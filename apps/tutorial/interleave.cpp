@@ -1,6 +1,6 @@
-// tutorial_interleave — seed 004's A and B: two functions in two fibers of one
-// thread; each gives up the thread in the middle, so their output interleaves
-// without either one calling the other.
+// tutorial_interleave — the asyncio chapter's A and B: two functions in two
+// fibers of one thread; each gives up the thread in the middle, so their output
+// interleaves without either one calling the other.
 //
 //   def A():            def B():
 //       print('1')          print('x')

@@ -1,6 +1,7 @@
-// tutorial_jumping_range — seed 001's jumping_range: send() passes a value back
-// into the generator, where it becomes the result of the pending yield
-// (Python 2.5, PEP 342). next() resumes it without a value (Python's None).
+// tutorial_jumping_range — the coroutine-evolution tutorial's jumping_range:
+// send() passes a value back into the generator, where it becomes the result of
+// the pending yield (Python 2.5, PEP 342). next() resumes it without a value
+// (Python's None).
 //
 //   def jumping_range(up_to):
 //       index = 0

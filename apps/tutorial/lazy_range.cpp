@@ -1,6 +1,7 @@
-// tutorial_lazy_range — seed 001's lazy_range: a generator that computes its
-// values one at a time instead of building a list (Python 2.2, PEP 255), and
-// the same generator refactored with `yield from` (Python 3.3, PEP 380).
+// tutorial_lazy_range — the coroutine-evolution tutorial's lazy_range: a
+// generator that computes its values one at a time instead of building a list
+// (Python 2.2, PEP 255), and the same generator refactored with `yield from`
+// (Python 3.3, PEP 380).
 //
 //   def lazy_range(up_to):              def lazy_range(up_to):
 //       index = 0                           index = 0

@@ -1,5 +1,6 @@
-// tutorial_producer_consumer — seeds 000 and 004: producer and consumer hand
-// control to each other with send() and yield, in one thread, without locks.
+// tutorial_producer_consumer — from the coroutine primer and the asyncio
+// chapter: producer and consumer hand control to each other with send() and
+// yield, in one thread, without locks.
 //
 //   def consumer():
 //       r = ''
@@ -8,11 +9,11 @@
 //           if not n:
 //               return
 //           print('[CONSUMER] Consuming %s...' % n)
-//           time.sleep(2)               # seed 000 only
+//           time.sleep(2)               # coroutine primer only
 //           r = '200 OK'
 //
 //   def produce(c):
-//       c.send(None)                    # seed 000: c.next()
+//       c.send(None)                    # coroutine primer: c.next()
 //       n = 0
 //       while n < 5:
 //           n = n + 1

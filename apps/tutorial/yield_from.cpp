@@ -1,6 +1,7 @@
-// tutorial_yield_from — seed 001's bottom/middle/top: with `yield from`, values
-// go up through every level, sent values come back down, and the innermost
-// generator's return value comes back up as each level's return value.
+// tutorial_yield_from — the coroutine-evolution tutorial's bottom/middle/top:
+// with `yield from`, values go up through every level, sent values come back
+// down, and the innermost generator's return value comes back up as each
+// level's return value.
 //
 //   def bottom():
 //       return (yield 42)

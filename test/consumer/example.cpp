@@ -1,4 +1,5 @@
-// The user's view from the runtime-core issue: must print "timed out" then "3 echoed".
+// A first program as a user writes it: an echo server, three clients and a
+// timeout on one runtime. Must print "timed out" then "3 echoed".
 #include <coop/coop.hpp>
 
 #include <array>

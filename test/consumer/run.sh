@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs coop from the build tree into a scratch prefix, builds the consumer
-# project against it with find_package(coop), and runs the example and
-# the generator example (coop::generator alone); checks that coop::coop's
+# project against it with find_package(coop), and runs the user example
+# (example.cpp: an echo server, three clients, a timeout) and the generator
+# example (coop::generator alone); checks that coop::coop's
 # -fstack-clash-protection reaches a consumer and that a target can turn it off.
 #   run.sh BUILD_DIR SOURCE_DIR SCRATCH_DIR
 set -euo pipefail

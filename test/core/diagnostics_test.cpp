@@ -4,7 +4,8 @@
 #include "child.hpp"
 #include "support.hpp"
 
-#include <coop/detail/monitor.hpp>
+#include "core/stack_pool.hpp"
+#include "diagnostics/monitor.hpp"
 
 #include <boost/fiber/future.hpp>
 

@@ -1,5 +1,5 @@
 #define BOOST_TEST_MODULE coop_fairness
-// Scheduling fairness (issue 16): fibers woken by I/O, a timer or another
+// Scheduling fairness: fibers woken by I/O, a timer or another
 // fiber run before fibers that only yielded, the reactor is visited on time
 // however many fibers are ready, a burst of connections is accepted in one
 // turn, and a thread that falls behind says so.
@@ -164,7 +164,7 @@ COOP_TEST_CASE(an_accept_loop_takes_every_pending_connection_in_one_turn) {
   peer.join();
 }
 
-// The issue's scenario, shortened: fibers that each compute 20 ms and then
+// A busy server, shortened: fibers that each compute 20 ms and then
 // yield, a server accepting with coop::net::serve, and clients that connect
 // together and each send one byte. Counted in compute slices (20 ms each)
 // between a client's connect and the server's reading its byte: before, the

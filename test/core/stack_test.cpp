@@ -5,6 +5,8 @@
 #include "overflow_scene.hpp"
 #include "support.hpp"
 
+#include "core/stack_pool.hpp"
+
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>

@@ -61,7 +61,7 @@ BOOST_AUTO_TEST_CASE(a_task_is_move_only_and_its_destructor_never_throws) {
   BOOST_TEST(std::is_nothrow_destructible_v<coop::task<int>>);
 }
 
-// The issue's scenario: a fiber captures a local by reference; the scope is
+// The classic misuse: a fiber captures a local by reference; the scope is
 // left by an exception before the fiber ever ran. Dropping the handle must
 // cancel the fiber (so its function never runs) and wait until it has ended,
 // all before the local is destroyed.
@@ -70,7 +70,7 @@ COOP_TEST_CASE(a_handle_dropped_by_an_exception_cancels_the_fiber_before_the_loc
   std::weak_ptr<int> captures;
   try {
     scope_guard guard{captures, fiber_gone_first, scope_left};
-    int listener = 7; // stands for the listener of the issue
+    int listener = 7; // stands for a listener the fiber would accept on
     auto token = std::make_shared<int>(0);
     captures = token;
     auto t = coop::spawn([&listener, &scope_left, &used_after_scope, &fn_ran, token] {

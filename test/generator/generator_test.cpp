@@ -122,7 +122,8 @@ BOOST_AUTO_TEST_CASE(moved_generator_continues_and_source_is_empty) {
 }
 
 BOOST_AUTO_TEST_CASE(generators_nest_inside_bodies) {
-  // Seed 002's producer resumes a consumer from inside its own body.
+  // The “Python之coroutine” tutorial's producer resumes a consumer from inside
+  // its own body.
   std::vector<int> received;
   coop::generator<bool, int> consumer([&](auto& co) {
     bool status = true;

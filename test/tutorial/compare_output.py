@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Runs a tutorial program and compares its standard output, byte for byte,
-with the text the seed tutorial prints.
+with the text the Python tutorial prints.
 
     compare_output.py PROGRAM EXPECTED_FILE
 """

@@ -151,24 +151,29 @@ namespace coop {
 
 template <class R, class Body> task<R> pool::launch(detail::worker& w, Body&& body) {
   member_list::iterator it;
+  bool inserted = false;
   std::shared_ptr<detail::task_state<R>> st;
   try {
-    st = std::make_shared<detail::task_state<R>>();
-    it = members_.insert(members_.end(), st);
-  } catch (...) {
-    slots_.release();
-    throw;
-  }
-  running_.add(1);
-  try {
-    detail::launch_fiber(w, st, [this, it, raw = st.get(), b = std::forward<Body>(body)]() mutable {
+    it = members_.insert(members_.end(), nullptr);
+    inserted = true;
+    // The pool is left after the task finished, whether its function ran or not.
+    st = detail::make_task<R>([this, it, b = std::forward<Body>(body)](detail::task_state<R>& state) mutable {
       struct leave {
         pool* p;
         member_list::iterator it;
         ~leave() { p->left(it); }
       } on_exit{this, it};
-      b(*raw);
+      b(state);
     });
+    *it = st;
+  } catch (...) {
+    if (inserted) members_.erase(it);
+    slots_.release();
+    throw;
+  }
+  running_.add(1);
+  try {
+    detail::launch_fiber(w, st);
   } catch (...) {
     left(it);
     throw;

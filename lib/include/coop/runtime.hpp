@@ -1,11 +1,8 @@
 // coop/runtime.hpp — a multi-threaded runtime: one scheduler and io_context per thread.
 #pragma once
 
-#include <coop/detail/worker.hpp>
 #include <coop/run.hpp>
 #include <coop/task.hpp>
-
-#include <boost/asio/post.hpp>
 
 #include <cstddef>
 #include <memory>
@@ -42,13 +39,8 @@ public:
     if (index >= workers_.size())
       throw usage_error("coop::runtime::spawn_on: thread index " + std::to_string(index) + " on a runtime of " +
                         std::to_string(workers_.size()) + " threads");
-    detail::worker& w = *workers_[index];
-    auto st = std::make_shared<detail::task_state<R>>();
-    st->bind(w, nullptr);
-    boost::asio::post(w.io, [&w, st, f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
-      auto* raw = st.get();
-      detail::launch_fiber(w, std::move(st), [raw, g = std::move(f)]() mutable { raw->run(g); });
-    });
+    std::shared_ptr<detail::task_state<R>> st = detail::task_for(std::forward<F>(fn));
+    launch_on(index, st);
     return task<R>(std::move(st));
   }
 
@@ -72,6 +64,9 @@ public:
   std::size_t fiber_count() const;
 
 private:
+  /// Starts `st`'s fiber on thread `index` (posted there).
+  void launch_on(unsigned index, std::shared_ptr<detail::task_base> st);
+
   std::vector<std::unique_ptr<detail::worker>> workers_;
   std::vector<std::thread> threads_;
 };

@@ -126,11 +126,10 @@ private:
 };
 
 namespace detail {
-template <class F> task<spawn_result_t<F>> spawn_on_worker(worker& w, F&& fn) {
-  using R = spawn_result_t<F>;
-  auto st = std::make_shared<task_state<R>>();
-  launch_fiber(w, st, [raw = st.get(), f = std::decay_t<F>(std::forward<F>(fn))]() mutable { raw->run(f); });
-  return task<R>(std::move(st));
+/// The control block of a fiber that runs `fn` and keeps its result.
+template <class F> std::shared_ptr<task_state<spawn_result_t<F>>> task_for(F&& fn) {
+  return make_task<spawn_result_t<F>>(
+      [f = std::decay_t<F>(std::forward<F>(fn))](task_state<spawn_result_t<F>>& st) mutable { st.run(f); });
 }
 } // namespace detail
 
@@ -141,7 +140,10 @@ template <class F> task<spawn_result_t<F>> spawn_on_worker(worker& w, F&& fn) {
 template <class F>
 [[nodiscard("dropping the task cancels the fiber; call detach() to let it run on")]] task<detail::spawn_result_t<F>>
 spawn(F&& fn) {
-  return detail::spawn_on_worker(detail::require_worker("coop::spawn"), std::forward<F>(fn));
+  detail::worker& w = detail::require_worker("coop::spawn");
+  auto st = detail::task_for(std::forward<F>(fn));
+  detail::launch_fiber(w, st);
+  return task<detail::spawn_result_t<F>>(std::move(st));
 }
 
 /// Starts `fn` in a new fiber on the calling runtime thread after `d`

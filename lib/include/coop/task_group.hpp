@@ -46,17 +46,18 @@ public:
     detail::worker& w = detail::require_worker("coop::task_group::spawn");
     auto it = members_.emplace(members_.end());
     try {
-      auto st = std::make_shared<detail::task_state<void>>();
-      *it = task<void>(st);
       // The group is left after the task finished, whether its function ran or not.
-      detail::launch_fiber(w, st, [this, it, raw = st.get(), f = std::decay_t<F>(std::forward<F>(fn))]() mutable {
-        struct leave {
-          task_group* g;
-          std::list<task<void>>::iterator it;
-          ~leave() { g->left(it); }
-        } on_exit{this, it};
-        raw->run(f);
-      });
+      auto st = detail::make_task<void>(
+          [this, it, f = std::decay_t<F>(std::forward<F>(fn))](detail::task_state<void>& state) mutable {
+            struct leave {
+              task_group* g;
+              std::list<task<void>>::iterator it;
+              ~leave() { g->left(it); }
+            } on_exit{this, it};
+            state.run(f);
+          });
+      *it = task<void>(st);
+      detail::launch_fiber(w, st);
     } catch (...) {
       it->detach(); // no fiber to wait for
       members_.erase(it);

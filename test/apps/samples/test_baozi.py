@@ -10,8 +10,9 @@ SUMMARY = re.compile(r"summary: made (\d+) baozi, eaten (\d+) \((.*)\), lost (\d
 
 
 def story(binary, expected_file):
-    """The default run tells seed 003's story line for line (its 15 lines of
-    output, after the two '--->starting' lines), then the checked summary."""
+    """The default run tells the baozi tutorial's story line for line (its 15
+    lines of output, after the two '--->starting' lines), then the checked
+    summary."""
     with open(expected_file, encoding="utf-8") as f:
         expected = f.read()
     for args in ([], ["--capacity", "1"], ["--capacity", "3"], ["--consumers", "2", "--baozi", "5", "--threads", "1"]):

@@ -3,7 +3,6 @@
 
 #include <coop/detail/fiber_locals.hpp>
 #include <coop/detail/op_memory.hpp>
-#include <coop/detail/stack_pool.hpp>
 #include <coop/detail/wait_context.hpp>
 
 #include <boost/asio/cancellation_signal.hpp>
@@ -73,26 +72,16 @@ public:
   std::uint64_t* stack_canary = nullptr;
 };
 
-/// Reports an overflow of `fs`'s stack that its canary shows, and ends the
-/// process (SIGABRT).
-[[noreturn]] void stack_canary_broken(const fiber_state& fs) noexcept;
-
-/// Called by `scheduler::pick_next` with the context it switches away from:
-/// when that fiber's stack has no guard region and its canary changed, the
-/// fiber overflowed, and the process ends with a message before any other
-/// fiber runs. For a guarded stack, a null pointer test.
-inline void check_stack_canary(const boost::fibers::context* ctx) noexcept {
-  const auto* fs = ctx ? static_cast<const fiber_state*>(ctx->get_properties()) : nullptr;
-  if (fs && fs->stack_canary && !stack_canary_intact(fs->stack_canary)) [[unlikely]]
-    stack_canary_broken(*fs);
-}
-
 /// The coop state of the running fiber, or nullptr when the calling context is
 /// not a fiber of a coop runtime (a plain thread, a foreign scheduler).
 fiber_state* current_fiber_state() noexcept;
 
 /// Like current_fiber_state(), but throws `usage_error` naming `what`.
 fiber_state& require_fiber(const char* what);
+
+/// The runtime thread of the caller; throws `usage_error` naming `what`
+/// outside a runtime.
+worker& require_worker(const char* what);
 
 /// Throws `usage_error` (naming `what`) unless `ctx` is the io_context of
 /// `fs`'s runtime thread: an I/O object is used only where it was made.

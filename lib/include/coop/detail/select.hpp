@@ -166,7 +166,7 @@ std::optional<select_result> select_impl(bool block, boost::system::error_code& 
     std::size_t index = 0;
     (
         [&](auto& c) {
-          st.attach(waiters[index], static_cast<int>(index));
+          waiters[index].join_select(st, static_cast<int>(index));
           if (c.enabled()) c.enqueue(waiters[index]);
           if (c.deadline() < own_deadline) {
             own_deadline = c.deadline();

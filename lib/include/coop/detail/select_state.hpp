@@ -1,7 +1,7 @@
 // coop/detail/select_state.hpp — what one `coop::select` call waits on.
 #pragma once
 
-#include <coop/detail/wait_queue.hpp>
+#include <coop/detail/park.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -22,10 +22,6 @@ public:
   select_state(std::size_t n_cases, void (*unlink_case)(void*, std::size_t), void* ctx) noexcept
       : n_cases_(n_cases), unlink_(unlink_case), unlink_ctx_(ctx) {}
 
-  void attach(waiter& w, int index) noexcept {
-    w.select_ = this;
-    w.case_index_ = index;
-  }
   bool claim(int index) noexcept {
     int expected = none;
     return winner_.compare_exchange_strong(expected, index, std::memory_order_acq_rel);
@@ -76,14 +72,5 @@ private:
   void (*unlink_)(void*, std::size_t);
   void* unlink_ctx_;
 };
-
-inline bool waiter::claim() noexcept {
-  return !select_ || select_->claim(case_index_);
-}
-
-inline void waiter::wake() noexcept {
-  if (select_) return select_->complete();
-  waker_.wake();
-}
 
 } // namespace coop::detail

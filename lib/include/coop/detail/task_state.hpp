@@ -2,12 +2,11 @@
 // fibers are launched.
 #pragma once
 
+#include <coop/detail/fiber_state.hpp>
 #include <coop/detail/wait_queue.hpp>
-#include <coop/detail/worker.hpp>
 #include <coop/error.hpp>
 
 #include <boost/context/fiber.hpp> // forced_unwind, for either Boost.Context backend
-#include <boost/fiber/fiber.hpp>
 
 #include <exception>
 #include <functional>
@@ -17,6 +16,8 @@
 #include <utility>
 
 namespace coop::detail {
+
+struct worker;
 
 /// Control block shared by a spawned fiber and its `task` handle.
 /// Thread-safe: the handle may be used from any thread.
@@ -48,6 +49,9 @@ public:
   /// wait: on the fiber itself, and in a runtime thread's scheduler context.
   static void drop(std::shared_ptr<task_base> self) noexcept;
 
+  /// On the fiber: runs its function (`spawned_task::start`).
+  virtual void start() = 0;
+
 protected:
   void finish(std::exception_ptr error) noexcept;
   /// On the fiber, before its function runs: false when cancelled before start.
@@ -65,7 +69,7 @@ private:
   fiber_state* fs_ = nullptr; // valid on the owner thread from launch until finish()
 };
 
-template <class R> class task_state final : public task_base {
+template <class R> class task_state : public task_base {
 public:
   template <class F> void run(F& fn) {
     if (!starting()) return finish(std::make_exception_ptr(cancelled()));
@@ -96,25 +100,34 @@ private:
   bool taken_ = false;
 };
 
-/// Starts `body` as a detached Boost.Fiber fiber on worker `w`; must run on
-/// w's thread. The fiber shares ownership of the task's control block.
-template <class Body> void launch_fiber(worker& w, std::shared_ptr<task_base> st, Body&& body) {
-  auto fs = std::make_unique<fiber_state>(nullptr);
-  fs->owner = &w;
-  fs->task = st.get();
-  st->bind(w, fs.get());
-  boost::fibers::fiber f(boost::fibers::launch::post, static_cast<boost::fibers::fiber_properties*>(fs.get()),
-                         std::allocator_arg, pool_allocator(w.stacks),
-                         [&w, keep = std::move(st), b = std::forward<Body>(body)]() mutable {
-                           b();
-                           keep.reset();
-                           w.fiber_finished();
-                         });
-  fs->stack_canary = w.stacks->last_canary(); // the stack the fiber's constructor just took
-  w.adopt(*fs.release());                     // the fiber's context owns its properties now
-  w.fiber_started();
-  f.detach();
+/// A task's control block with the function its fiber runs, `body(state)`
+/// (the caller's function wrapped in what the spawning call adds), kept here
+/// until the fiber has run it: its captures end with the fiber, not with
+/// the last `task` handle.
+template <class R, class Body> class spawned_task final : public task_state<R> {
+public:
+  explicit spawned_task(Body&& body) : body_(std::move(body)) {}
+  void start() override {
+    struct drop_body { // also when the fiber is unwound
+      std::optional<Body>& body;
+      ~drop_body() { body.reset(); }
+    } on_exit{body_};
+    (*body_)(static_cast<task_state<R>&>(*this));
+  }
+
+private:
+  std::optional<Body> body_;
+};
+
+/// A control block for a fiber that will run `body(state)`.
+template <class R, class Body> std::shared_ptr<task_state<R>> make_task(Body&& body) {
+  return std::make_shared<spawned_task<R, std::decay_t<Body>>>(std::forward<Body>(body));
 }
+
+/// Starts the fiber of `st` (its `start()`) as a detached Boost.Fiber fiber
+/// on worker `w`; must run on w's thread. The fiber shares ownership of the
+/// control block. (lib/src/core/task.cpp)
+void launch_fiber(worker& w, std::shared_ptr<task_base> st);
 
 template <class F> using spawn_result_t = std::invoke_result_t<std::decay_t<F>&>;
 

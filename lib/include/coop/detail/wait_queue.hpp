@@ -3,6 +3,7 @@
 #pragma once
 
 #include <coop/detail/park.hpp>
+#include <coop/detail/select_state.hpp>
 
 #include <boost/intrusive/list.hpp>
 
@@ -12,7 +13,6 @@
 namespace coop::detail {
 
 class wait_queue;
-class select_state;
 
 /// One waiting context, on the waiter's stack. Whoever unlinks it from its
 /// queue (under the queue's lock) completes it and owns the single wake-up,
@@ -23,16 +23,23 @@ public:
   void* payload = nullptr; ///< what the waker hands over, defined by the queue's owner
   int status = 0;          ///< likewise
 
+  /// Makes this waiter case `index` of the `select` that `st` decides.
+  void join_select(select_state& st, int index) noexcept {
+    select_ = &st;
+    case_index_ = index;
+  }
   /// For a waiter that is one case of a `select`: tries to make this case the
   /// one that completes. Always true for a plain waiter.
-  inline bool claim() noexcept;
+  bool claim() noexcept { return !select_ || select_->claim(case_index_); }
   /// Wakes the waiting context; called once, by whoever claimed the waiter,
   /// with the queue's lock held.
-  inline void wake() noexcept;
+  void wake() noexcept {
+    if (select_) return select_->complete();
+    waker_.wake();
+  }
 
 private:
   friend class wait_queue;
-  friend class select_state;
   boost::fibers::waker waker_;
   bool armed_ = false;
   select_state* select_ = nullptr;
@@ -98,5 +105,3 @@ private:
 };
 
 } // namespace coop::detail
-
-#include <coop/detail/select_state.hpp>

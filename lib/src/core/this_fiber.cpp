@@ -1,6 +1,6 @@
+#include "core/worker.hpp"
 #include <coop/detail/fiber_state.hpp>
 #include <coop/detail/park.hpp>
-#include <coop/detail/worker.hpp>
 #include <coop/this_fiber.hpp>
 
 #include <boost/fiber/operations.hpp>

@@ -1,5 +1,5 @@
-#include <coop/detail/scheduler.hpp>
-#include <coop/detail/worker.hpp>
+#include "core/scheduler.hpp"
+#include "core/worker.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/fiber/type.hpp>

@@ -1,6 +1,6 @@
-#include <coop/detail/monitor.hpp>
-#include <coop/detail/scheduler.hpp>
-#include <coop/detail/worker.hpp>
+#include "core/worker.hpp"
+#include "core/scheduler.hpp"
+#include "diagnostics/monitor.hpp"
 #include <coop/timeout.hpp>
 
 #include <boost/asio/post.hpp>

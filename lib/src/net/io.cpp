@@ -1,4 +1,4 @@
-#include <coop/detail/worker.hpp>
+#include "core/worker.hpp"
 #include <coop/io.hpp>
 #include <coop/yield.hpp>
 

@@ -1,6 +1,6 @@
+#include "core/worker.hpp"
 #include <coop/blocking_scope.hpp>
 #include <coop/detail/io_mode.hpp>
-#include <coop/detail/worker.hpp>
 
 #include <boost/asio/error.hpp>
 #include <boost/asio/execution/context.hpp>

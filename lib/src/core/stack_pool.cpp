@@ -1,6 +1,6 @@
+#include "core/stack_pool.hpp"
+#include "core/worker.hpp"
 #include <coop/detail/fiber_state.hpp>
-#include <coop/detail/stack_pool.hpp>
-#include <coop/detail/worker.hpp>
 
 #include <boost/system/system_error.hpp>
 

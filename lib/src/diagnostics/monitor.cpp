@@ -12,8 +12,9 @@
 // addresses of the running stack into a buffer prepared for that thread. The
 // watchdog turns them into names and source lines itself, off the stalled
 // thread.
-#include <coop/detail/monitor.hpp>
-#include <coop/detail/scheduler.hpp>
+#include "diagnostics/monitor.hpp"
+#include "core/scheduler.hpp"
+#include "core/worker.hpp"
 #include <coop/detail/task_state.hpp>
 #include <coop/diagnostics.hpp>
 
@@ -50,12 +51,6 @@
 #include <vector>
 
 namespace coop::detail {
-
-std::int64_t coarse_now_ns() noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
 
 namespace {
 
@@ -461,7 +456,8 @@ std::vector<frame_text> describe(std::uintptr_t pc, bool exact) {
 /// hence the look at the file as well.
 bool is_entry(const frame_text& f) {
   auto file_has = [&](const char* part) { return f.line != 0 && f.file.find(part) != std::string::npos; };
-  return f.function.starts_with("coop::detail::task_state<") || f.function.starts_with("coop::detail::launch_fiber<") ||
+  return f.function.starts_with("coop::detail::task_state<") || f.function.starts_with("coop::detail::spawned_task<") ||
+         f.function.starts_with("coop::detail::launch_fiber") || file_has("/src/core/task.cpp") ||
          f.function.starts_with("boost::fibers::") || f.function.starts_with("boost::context::") ||
          file_has("/coop/detail/task_state.hpp") || file_has("/coop/task.hpp") || file_has("/boost/fiber/") ||
          file_has("/boost/context/");

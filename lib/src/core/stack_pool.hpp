@@ -1,6 +1,8 @@
 // coop/detail/stack_pool.hpp — per-thread pool of fiber stacks.
 #pragma once
 
+#include <coop/detail/fiber_state.hpp>
+
 #include <boost/context/stack_context.hpp>
 
 #include <cstddef>
@@ -127,5 +129,19 @@ public:
 private:
   std::shared_ptr<stack_pool> pool_;
 };
+
+/// Reports an overflow of `fs`'s stack that its canary shows, and ends the
+/// process (SIGABRT).
+[[noreturn]] void stack_canary_broken(const fiber_state& fs) noexcept;
+
+/// Called by `scheduler::pick_next` with the context it switches away from:
+/// when that fiber's stack has no guard region and its canary changed, the
+/// fiber overflowed, and the process ends with a message before any other
+/// fiber runs. For a guarded stack, a null pointer test.
+inline void check_stack_canary(const boost::fibers::context* ctx) noexcept {
+  const auto* fs = ctx ? static_cast<const fiber_state*>(ctx->get_properties()) : nullptr;
+  if (fs && fs->stack_canary && !stack_canary_intact(fs->stack_canary)) [[unlikely]]
+    stack_canary_broken(*fs);
+}
 
 } // namespace coop::detail

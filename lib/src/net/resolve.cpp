@@ -1,7 +1,7 @@
 #include <coop/net/resolve.hpp>
 
+#include "net/resolve.hpp"
 #include <coop/channel.hpp>
-#include <coop/detail/resolve.hpp>
 
 #include <boost/asio/ip/address.hpp>
 

@@ -1,9 +1,9 @@
 // coop/detail/worker.hpp — one runtime thread: its io_context, scheduler and stacks.
 #pragma once
 
+#include "core/stack_pool.hpp"
 #include <coop/detail/fiber_state.hpp>
 #include <coop/detail/park.hpp>
-#include <coop/detail/stack_pool.hpp>
 #include <coop/run_options.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -149,7 +149,6 @@ private:
 
 /// The worker of the calling thread, or nullptr outside a runtime.
 worker* current_worker() noexcept;
-/// The worker of the calling thread; throws `usage_error` naming `what`.
-worker& require_worker(const char* what);
+// require_worker: coop/detail/fiber_state.hpp.
 
 } // namespace coop::detail

@@ -1,11 +1,13 @@
+#include "core/worker.hpp"
 #include <coop/detail/fiber_state.hpp>
-#include <coop/detail/worker.hpp>
 
 #include <boost/fiber/operations.hpp>
 
 #include <atomic>
 #include <cassert>
 #include <string>
+
+#include <time.h>
 
 namespace coop::detail {
 namespace {
@@ -36,6 +38,12 @@ fiber_state& require_fiber(const char* what) {
   throw usage_error(std::string("coop: ") + what +
                     " must be called from a fiber of a coop runtime (inside coop::run, "
                     "coop::runtime or coop::spawn)");
+}
+
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
 wait_context& current_wait_context() noexcept {

@@ -1,12 +1,31 @@
+#include "core/worker.hpp"
 #include <coop/task.hpp>
 #include <coop/timeout.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/fiber/context.hpp>
+#include <boost/fiber/fiber.hpp>
 
 #include <iostream>
 
 namespace coop::detail {
+
+void launch_fiber(worker& w, std::shared_ptr<task_base> st) {
+  auto fs = std::make_unique<fiber_state>(nullptr);
+  fs->owner = &w;
+  fs->task = st.get();
+  st->bind(w, fs.get());
+  boost::fibers::fiber f(boost::fibers::launch::post, static_cast<boost::fibers::fiber_properties*>(fs.get()),
+                         std::allocator_arg, pool_allocator(w.stacks), [&w, keep = std::move(st)]() mutable {
+                           keep->start();
+                           keep.reset();
+                           w.fiber_finished();
+                         });
+  fs->stack_canary = w.stacks->last_canary(); // the stack the fiber's constructor just took
+  w.adopt(*fs.release());                     // the fiber's context owns its properties now
+  w.fiber_started();
+  f.detach();
+}
 
 task_base::~task_base() {
   if (!error_ || observed_) return;

@@ -1,10 +1,10 @@
 // coop::wait_readable / wait_writable / forget_fd (coop/fd.hpp), and the
 // per-thread table of registered descriptors behind them (fd_table.hpp).
-#include "fd_table.hpp"
+#include "net/fd_table.hpp"
 
+#include "core/worker.hpp"
 #include <coop/detail/io_mode.hpp>
 #include <coop/detail/park.hpp>
-#include <coop/detail/worker.hpp>
 #include <coop/event.hpp>
 #include <coop/fd.hpp>
 #include <coop/timeout.hpp>

@@ -1,9 +1,9 @@
 // The compiled half of the I/O loop (coop/detail/io_loop.hpp): where a
 // socket call starts, and how it waits when its system call would block.
-#include "fd_table.hpp"
+#include "net/fd_table.hpp"
 
+#include "core/worker.hpp"
 #include <coop/detail/io_loop.hpp>
-#include <coop/detail/worker.hpp>
 
 #include <boost/asio/detail/reactive_socket_service.hpp>
 

@@ -1,8 +1,31 @@
+#include "core/worker.hpp"
 #include <coop/runtime.hpp>
+
+#include <boost/asio/post.hpp>
 
 #include <mutex>
 
 namespace coop {
+
+namespace detail {
+void run_main(std::shared_ptr<task_base> st, const run_options& opts) {
+  worker w(opts);
+  w.attach();
+  try {
+    launch_fiber(w, std::move(st));
+  } catch (...) {
+    w.wait_and_detach(false);
+    throw;
+  }
+  w.wait_and_detach(false);
+}
+} // namespace detail
+
+void runtime::launch_on(unsigned index, std::shared_ptr<detail::task_base> st) {
+  detail::worker& w = *workers_[index];
+  st->bind(w, nullptr);
+  boost::asio::post(w.io, [&w, st = std::move(st)]() mutable { detail::launch_fiber(w, std::move(st)); });
+}
 
 runtime::runtime(unsigned threads, const run_options& opts) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());

@@ -1,7 +1,7 @@
 #include <coop/net/connect.hpp>
 #include <coop/net/unix.hpp>
 
-#include <coop/detail/resolve.hpp>
+#include "net/resolve.hpp"
 #include <coop/detail/socket_file.hpp>
 
 #include <coop/detail/io_loop.hpp>
