@@ -20,9 +20,9 @@
 
 namespace coop::detail {
 
-class fd_table; // lib/src/fd_table.hpp
+class fd_table; // lib/src/net/fd_table.hpp
 
-/// What the watchdog (lib/src/monitor.cpp) remembers about a worker between
+/// What the watchdog (lib/src/diagnostics/monitor.cpp) remembers about a worker between
 /// its looks; touched only by the watchdog thread.
 struct worker_watch {
   std::uint64_t switches = 0;

@@ -1,5 +1,5 @@
 // coop/detail/monitor.hpp — the watchdog thread behind stall reports,
-// deadlock reports and coop::dump_fibers (lib/src/monitor.cpp).
+// deadlock reports and coop::dump_fibers (lib/src/diagnostics/monitor.cpp).
 #pragma once
 
 #include <coop/run_options.hpp>

@@ -1,4 +1,4 @@
-// lib/src/fd_table.hpp — what a runtime thread keeps about the descriptors
+// lib/src/net/fd_table.hpp — what a runtime thread keeps about the descriptors
 // its fibers wait on with coop::wait_readable / wait_writable (coop/fd.hpp).
 #pragma once
 

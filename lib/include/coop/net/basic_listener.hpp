@@ -111,7 +111,7 @@ private:
   }
 };
 
-// Compiled once, in the library (lib/src/tcp_listener.cpp).
+// Compiled once, in the library (lib/src/net/tcp_listener.cpp).
 extern template class basic_listener<boost::asio::ip::tcp>;
 extern template class basic_listener<boost::asio::local::stream_protocol>;
 

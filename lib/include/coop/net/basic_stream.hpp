@@ -171,7 +171,7 @@ private:
   socket_type socket_;
 };
 
-// Compiled once, in the library (lib/src/tcp_stream.cpp).
+// Compiled once, in the library (lib/src/net/tcp_stream.cpp).
 extern template class basic_stream<boost::asio::ip::tcp>;
 extern template class basic_stream<boost::asio::local::stream_protocol>;
 

@@ -34,7 +34,7 @@ struct serve_options {
 namespace coop::detail {
 /// The next connection, waiting out resource shortages; empty once the
 /// calling fiber is cancelled or timed out, or the listener closed.
-/// Compiled for TCP and Unix-domain listeners (lib/src/serve.cpp).
+/// Compiled for TCP and Unix-domain listeners (lib/src/net/serve.cpp).
 template <class Protocol>
 std::optional<net::basic_stream<Protocol>> accept_for_serve(net::basic_listener<Protocol>& listener,
                                                             const net::serve_options& options);

@@ -121,7 +121,7 @@ private:
 using tcp_server = basic_server<boost::asio::ip::tcp>;
 using unix_server = basic_server<boost::asio::local::stream_protocol>;
 
-// Compiled once, in the library (lib/src/server.cpp).
+// Compiled once, in the library (lib/src/net/server.cpp).
 extern template class basic_server<boost::asio::ip::tcp>;
 extern template class basic_server<boost::asio::local::stream_protocol>;
 
