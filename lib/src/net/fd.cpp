@@ -14,7 +14,6 @@
 #include <boost/asio/post.hpp>
 
 #include <fcntl.h>
-#include <poll.h>
 
 #include <atomic>
 #include <cerrno>
@@ -97,10 +96,6 @@ void finish_part(std::vector<std::shared_ptr<forget_round>>& pending,
 std::vector<table_slot>& registry() {
   static auto* r = new std::vector<table_slot>; // never destroyed: threads may outlive static destructors
   return *r;
-}
-
-boost::system::error_code last_error() {
-  return {errno, boost::system::system_category()};
 }
 
 fd_table& table_of(worker& w) {
@@ -223,17 +218,9 @@ bool wait_fd(int fd, bool for_write, steady_time deadline, boost::system::error_
   fiber_state* fs = current_fiber_state();
   if (!fs) return wait_ready(fd, for_write, ec, deadline); // a plain thread: poll
   if (fs->checkpoint(ec)) return false;
-  pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
-  if (int r = ::poll(&p, 1, 0); r > 0) {
-    if (p.revents & POLLNVAL) {
-      ec = boost::asio::error::bad_descriptor;
-      return false;
-    }
-    return true;
-  } else if (r < 0 && errno != EINTR) {
-    ec = last_error();
-    return false;
-  }
+  // Ready already? epoll reports edges, so look once (poll with timeout 0).
+  if (wait_ready(fd, for_write, ec, std::chrono::steady_clock::now())) return true;
+  if (ec) return false;
   if (deadline != no_deadline && std::chrono::steady_clock::now() >= deadline) return false;
   fd_table& table = table_of(*fs->owner);
   std::shared_ptr<fd_entry> e = table.entry(fd, ec);
@@ -339,7 +326,7 @@ std::shared_ptr<fd_entry> fd_table::entry(int fd, boost::system::error_code& ec)
     // duplicate, registered for this wait only.
     e->registered_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (e->registered_fd < 0) {
-      ec = last_error();
+      ec = errno_error();
       return nullptr;
     }
     e->duplicate = true;

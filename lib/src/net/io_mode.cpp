@@ -30,10 +30,6 @@ boost::asio::io_context& blocking_io() {
   return io;
 }
 
-boost::system::error_code last_error() {
-  return {errno, boost::system::system_category()};
-}
-
 /// A `poll` that reported `p`: true when ready, false with `ec` set when the
 /// descriptor is not open.
 bool ready_or_invalid(const pollfd& p, boost::system::error_code& ec) {
@@ -68,7 +64,7 @@ bool wait_ready(int fd, bool for_write, boost::system::error_code& ec, steady_ti
     int r = ::poll(&p, 1, ms);
     if (r > 0) return ready_or_invalid(p, ec); // ready, or an error the next system call reports
     if (r < 0 && errno != EINTR) {
-      ec = last_error();
+      ec = errno_error();
       return false;
     }
     // The call's own deadline ends it quietly, unless a timeout is due too

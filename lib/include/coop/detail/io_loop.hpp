@@ -124,16 +124,23 @@ template <std::size_t Max> struct iovecs {
   std::size_t bytes = 0;
 };
 
-/// One `recv` into `iov` (one buffer: `recv`, several: `recvmsg`).
-template <std::size_t Max> ssize_t receive_once(int fd, iovecs<Max>& iov, int flags) noexcept {
-  if (iov.count == 1) return ::recv(fd, iov.v[0].iov_base, iov.v[0].iov_len, flags);
-  msghdr msg = iov.header();
-  return ::recvmsg(fd, &msg, flags);
+/// One `recv` into `iov` (one buffer and no address: `recv`; otherwise
+/// `recvmsg`). With `from`, the sender's address is stored there (room:
+/// `*from_len` bytes, which becomes its real length).
+template <std::size_t Max>
+ssize_t receive_once(int fd, iovecs<Max>& iov, int flags, void* from = nullptr,
+                     std::size_t* from_len = nullptr) noexcept {
+  if (iov.count == 1 && !from) return ::recv(fd, iov.v[0].iov_base, iov.v[0].iov_len, flags);
+  msghdr msg = iov.header(from, from ? *from_len : 0);
+  const ssize_t r = ::recvmsg(fd, &msg, flags);
+  if (r >= 0 && from) *from_len = msg.msg_namelen;
+  return r;
 }
-/// One `send` of `iov`, never raising SIGPIPE.
-template <std::size_t Max> ssize_t send_once(int fd, iovecs<Max>& iov, int flags) noexcept {
-  if (iov.count == 1) return ::send(fd, iov.v[0].iov_base, iov.v[0].iov_len, flags | MSG_NOSIGNAL);
-  msghdr msg = iov.header();
+/// One `send` of `iov` (to the address `to`, when given), never raising SIGPIPE.
+template <std::size_t Max>
+ssize_t send_once(int fd, iovecs<Max>& iov, int flags, const void* to = nullptr, std::size_t to_len = 0) noexcept {
+  if (iov.count == 1 && !to) return ::send(fd, iov.v[0].iov_base, iov.v[0].iov_len, flags | MSG_NOSIGNAL);
+  msghdr msg = iov.header(const_cast<void*>(to), to_len);
   return ::sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
 }
 

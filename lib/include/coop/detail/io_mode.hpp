@@ -9,6 +9,7 @@
 
 #include <sys/uio.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <memory>
 
@@ -78,6 +79,11 @@ void require_owner(const boost::asio::any_io_executor& ex, const char* what);
 bool is_blocking_io(const boost::asio::any_io_executor& ex) noexcept;
 
 bool in_blocking_scope() noexcept;
+
+/// `errno` as an error code.
+inline boost::system::error_code errno_error() noexcept {
+  return {errno, boost::system::system_category()};
+}
 
 /// Blocking mode: the one place where a plain thread waits on a
 /// descriptor. Waits in poll() until `fd` is readable (or writable), within

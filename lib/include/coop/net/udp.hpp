@@ -172,9 +172,7 @@ private:
     return detail::io_loop(
         call, h, detail::io_send, this,
         [&](int flags) {
-          msghdr msg =
-              to ? iov.header(const_cast<void*>(static_cast<const void*>(to->data())), to->size()) : iov.header();
-          return ::sendmsg(h.fd, &msg, flags | MSG_NOSIGNAL);
+          return to ? detail::send_once(h.fd, iov, flags, to->data(), to->size()) : detail::send_once(h.fd, iov, flags);
         },
         ec);
   }
@@ -188,9 +186,10 @@ private:
     const std::size_t n = detail::io_loop(
         call, h, detail::io_receive, this,
         [&](int flags) {
-          msghdr msg = from ? iov.header(from->data(), from->capacity()) : iov.header();
-          const ssize_t r = ::recvmsg(h.fd, &msg, flags | MSG_TRUNC);
-          if (r >= 0 && from) from->resize(msg.msg_namelen);
+          if (!from) return detail::receive_once(h.fd, iov, flags | MSG_TRUNC);
+          std::size_t len = from->capacity();
+          const ssize_t r = detail::receive_once(h.fd, iov, flags | MSG_TRUNC, from->data(), &len);
+          if (r >= 0) from->resize(len);
           return r;
         },
         ec);
