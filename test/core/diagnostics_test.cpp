@@ -5,7 +5,7 @@
 #include "support.hpp"
 
 #include "core/stack_pool.hpp"
-#include "diagnostics/monitor.hpp"
+#include "diagnostics/dump.hpp"
 
 #include <boost/fiber/future.hpp>
 

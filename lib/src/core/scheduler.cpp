@@ -136,7 +136,7 @@ context* scheduler::pick_next() noexcept {
 }
 
 context* scheduler::resume(context* ctx, std::uint64_t now) noexcept {
-  // What the watchdog needs to see stalls (lib/src/diagnostics/monitor.cpp): a switch
+  // What the watchdog needs to see stalls (lib/src/diagnostics/watchdog.cpp): a switch
   // happened, and to which fiber.
   worker_.switches.store(worker_.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   if (ctx == dispatcher_) dispatcher_queued_ = false;

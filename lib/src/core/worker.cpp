@@ -1,6 +1,6 @@
 #include "core/worker.hpp"
 #include "core/scheduler.hpp"
-#include "diagnostics/monitor.hpp"
+#include "diagnostics/watchdog.hpp"
 #include <coop/timeout.hpp>
 
 #include <boost/asio/post.hpp>

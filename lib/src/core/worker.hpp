@@ -22,7 +22,7 @@ namespace coop::detail {
 
 class fd_table; // lib/src/net/fd_table.hpp
 
-/// What the watchdog (lib/src/diagnostics/monitor.cpp) remembers about a worker between
+/// What the watchdog (lib/src/diagnostics/watchdog.cpp) remembers about a worker between
 /// its looks; touched only by the watchdog thread.
 struct worker_watch {
   std::uint64_t switches = 0;
@@ -101,7 +101,7 @@ struct worker {
   fiber_state* fibers = nullptr; ///< live coop fibers, newest first
   std::size_t fiber_count = 0;
   /// Where the diagnostics' walk over `fibers` resumes after letting go of
-  /// `registry_mutex` (monitor.cpp, `walk_registry`); `forget` moves it past
+  /// `registry_mutex` (diagnostics/dump.cpp, `walk_registry`); `forget` moves it past
   /// a fiber that ends meanwhile.
   fiber_state* registry_cursor = nullptr;
   worker_watch watch;

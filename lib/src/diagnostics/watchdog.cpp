@@ -1,38 +1,27 @@
-// The watchdog: one process-wide thread that looks at every runtime thread
-// from outside. It reports fibers that run too long without yielding (stall
-// reports), runtimes whose fibers all wait on each other (deadlock reports),
-// and prints every fiber on request (coop::dump_fibers, SIGQUIT).
+// lib/src/diagnostics/watchdog.cpp — the watchdog: one process-wide thread
+// that looks at every runtime thread from outside. It reports fibers that run
+// too long without yielding (stall reports), runtimes whose fibers all wait on
+// each other (deadlock reports), and prints every fiber on request
+// (coop::dump_fibers, SIGQUIT; the dump itself is dump.cpp's).
 //
 // The runtime threads pay for this with two relaxed stores per fiber switch
 // (scheduler::pick_next), one per idle period, and five per wait (the wait
 // snapshot); the watchdog reads them without stopping anybody.
 //
 // Only when a stall report is due does the watchdog interrupt the stalled
-// thread: a signal (stall_signal()) whose handler copies the raw return
-// addresses of the running stack into a buffer prepared for that thread. The
-// watchdog turns them into names and source lines itself, off the stalled
-// thread.
-#include "diagnostics/monitor.hpp"
+// thread, for its backtrace (backtrace.cpp).
+#include "diagnostics/watchdog.hpp"
 #include "core/scheduler.hpp"
 #include "core/worker.hpp"
-#include <coop/detail/task_state.hpp>
-#include <coop/diagnostics.hpp>
+#include "diagnostics/backtrace.hpp"
+#include "diagnostics/dump.hpp"
 
-#include <boost/stacktrace/safe_dump_to.hpp>
-
-#include <cxxabi.h>
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
-#include <ucontext.h>
 #include <unistd.h>
-
-#ifdef COOP_HAVE_LIBBACKTRACE
-#include <backtrace.h>
-#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -40,12 +29,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <iomanip>
 #include <map>
 #include <memory>
 #include <new>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -109,161 +96,6 @@ const char* why_it_failed() noexcept {
   }
 }
 
-std::string seconds(double s) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(3) << s << " s";
-  return out.str();
-}
-
-/// One live fiber, copied out of its worker's registry.
-struct fiber_row {
-  std::uint64_t id;
-  std::string name;
-  const void* task;
-  const char* what; // null: not waiting
-  const void* object;
-  int fd;
-  std::int64_t since_ns;
-  steady_time::rep until;
-  bool internal;
-};
-
-struct thread_rows {
-  const worker* w;
-  bool idle;
-  std::uint64_t running;
-  std::vector<fiber_row> fibers;
-};
-
-/// The CPU time the calling thread has used, in ns.
-std::int64_t own_cpu_ns() noexcept {
-  timespec ts{};
-  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
-/// See take_registry_hold_stats().
-std::atomic<std::int64_t> longest_hold_cpu_ns{0};
-std::atomic<std::size_t> most_fibers_per_hold{0};
-
-/// Measures one hold of a registry lock, from construction (just after
-/// locking) to `done` (just before unlocking).
-class hold_meter {
-public:
-  hold_meter() noexcept : start_(own_cpu_ns()) {}
-  void done(std::size_t fibers) noexcept {
-    std::int64_t held = own_cpu_ns() - start_;
-    if (held > longest_hold_cpu_ns.load(std::memory_order_relaxed))
-      longest_hold_cpu_ns.store(held, std::memory_order_relaxed);
-    if (fibers > most_fibers_per_hold.load(std::memory_order_relaxed))
-      most_fibers_per_hold.store(fibers, std::memory_order_relaxed);
-  }
-
-private:
-  std::int64_t start_;
-};
-
-/// Fibers copied per hold of a registry lock: about 10 us here, the most
-/// a dump makes its runtime thread wait to spawn or end a fiber (100,000
-/// fibers in one hold took 30-50 ms of CPU).
-constexpr std::size_t registry_batch = 64;
-
-/// Calls `visit(fs)` for every live fiber of `w`, newest first, holding
-/// `w.registry_mutex` for `registry_batch` fibers at a time and calling
-/// `between()` without it before each batch; `visit` returns false to stop.
-/// A fiber that ends meanwhile is skipped (`worker::forget` moves the
-/// cursor past it); one launched meanwhile may be missed. One walk per
-/// worker at a time: the caller holds the watchdog's mutex.
-template <class Visit, class Between> void walk_registry(worker& w, Visit visit, Between between) {
-  for (bool first = true;; first = false) {
-    between();
-    std::lock_guard lk(w.registry_mutex);
-    hold_meter meter;
-    fiber_state* fs = first ? w.fibers : w.registry_cursor;
-    std::size_t n = 0;
-    for (; fs && n < registry_batch; ++n, fs = fs->registry_next)
-      if (!visit(*fs)) {
-        fs = nullptr;
-        break;
-      }
-    w.registry_cursor = fs;
-    meter.done(n);
-    if (!fs) return;
-  }
-}
-
-thread_rows snapshot(worker& w) {
-  thread_rows t{&w, w.idle.load(std::memory_order_relaxed), w.running.load(std::memory_order_relaxed), {}};
-  std::size_t expected;
-  {
-    std::lock_guard lk(w.registry_mutex);
-    expected = w.fiber_count;
-  }
-  t.fibers.reserve(expected + registry_batch);
-  walk_registry(
-      w,
-      [&](const fiber_state& fs) {
-        const wait_snapshot& s = fs.snapshot;
-        const char* what = s.what.load(std::memory_order_acquire);
-        t.fibers.push_back({fs.id, fs.name, fs.task, what, s.object.load(std::memory_order_relaxed),
-                            s.fd.load(std::memory_order_relaxed), s.since_ns.load(std::memory_order_relaxed),
-                            s.until.load(std::memory_order_relaxed), s.internal.load(std::memory_order_relaxed)});
-        return true;
-      },
-      [&] { // room for a batch, made without the lock
-        if (t.fibers.capacity() - t.fibers.size() < registry_batch) t.fibers.reserve(2 * t.fibers.capacity());
-      });
-  std::reverse(t.fibers.begin(), t.fibers.end()); // oldest first
-  return t;
-}
-
-/// The dump's text for the threads in `rows` (see coop::dump_fibers).
-std::string format_dump(const std::vector<thread_rows>& rows) {
-  std::map<const void*, std::uint64_t> fiber_of_task;
-  std::size_t total = 0;
-  for (const auto& t : rows) {
-    total += t.fibers.size();
-    for (const auto& f : t.fibers)
-      if (f.task) fiber_of_task[f.task] = f.id;
-  }
-  const std::int64_t now_ns = coarse_now_ns();
-  const auto now = clock::now().time_since_epoch().count();
-  std::ostringstream out;
-  out << "coop: " << total << (total == 1 ? " fiber" : " fibers") << " on " << rows.size()
-      << (rows.size() == 1 ? " runtime thread\n" : " runtime threads\n");
-  for (const auto& t : rows) {
-    out << "runtime " << t.w->group_number << " thread " << t.w->index << ": " << t.fibers.size()
-        << (t.fibers.size() == 1 ? " fiber" : " fibers") << (t.idle ? ", idle in the reactor" : "") << "\n";
-    for (const auto& f : t.fibers) {
-      out << "  fiber " << f.id;
-      if (!f.name.empty()) out << " \"" << f.name << "\"";
-      if (!f.what) {
-        out << (f.id == t.running && !t.idle ? ": running\n" : ": ready\n");
-        continue;
-      }
-      out << ": waiting " << seconds(static_cast<double>(std::max<std::int64_t>(0, now_ns - f.since_ns)) / 1e9)
-          << " on " << f.what;
-      std::string detail;
-      if (f.fd >= 0) detail = "fd " + std::to_string(f.fd);
-      if (auto it = fiber_of_task.find(f.object); f.object && it != fiber_of_task.end())
-        detail = "fiber " + std::to_string(it->second);
-      else if (f.object && f.fd < 0) {
-        std::ostringstream o;
-        o << f.object;
-        detail = o.str();
-      }
-      if (f.until != no_deadline.time_since_epoch().count()) {
-        if (!detail.empty()) detail += ", ";
-        detail += "until +" + seconds(static_cast<double>(std::max<steady_time::rep>(0, f.until - now)) *
-                                      clock::period::num / clock::period::den);
-      }
-      if (!detail.empty()) out << " (" << detail << ")";
-      out << "\n";
-    }
-  }
-  return out.str();
-}
-
 /// Reads a millisecond count from the environment; `fallback` when unset.
 milliseconds env_ms(const char* name, milliseconds fallback) {
   const char* text = std::getenv(name);
@@ -303,274 +135,6 @@ char thread_state(int tid) noexcept {
   text[n] = '\0';
   const char* name_end = std::strrchr(text, ')'); // "tid (name) state ...": the name may hold anything
   return name_end && name_end[1] == ' ' ? name_end[2] : 0;
-}
-
-// --- Backtraces of stalled threads -------------------------------------------
-
-/// Raw frames kept per capture (coop's signal frames, the stalled code, and
-/// what lies below it down to the fiber's entry), and frames printed at most.
-constexpr std::size_t max_raw_frames = 128;
-constexpr std::size_t max_printed_frames = 32;
-/// How long the watchdog waits for the stalled thread to take the signal.
-constexpr milliseconds capture_wait{50};
-
-/// The signal that asks a runtime thread for its stack: SIGRTMIN + 6, a
-/// real-time one, so it is queued and not shared with any default meaning.
-int stall_signal() noexcept {
-  return SIGRTMIN + 6;
-}
-
-/// One runtime thread's capture buffer: allocated by the watchdog when the
-/// thread starts being watched, written only by the signal handler on that
-/// thread, read by the watchdog once `done` equals the `requested` number.
-struct stack_capture {
-  std::atomic<std::uint32_t> requested{0};
-  std::atomic<std::uint32_t> done{0};
-  std::uintptr_t pc = 0; ///< where the signal found the thread
-  void* frames[max_raw_frames + 1]{};
-};
-
-/// The calling runtime thread's buffer, set while the watchdog watches it.
-thread_local stack_capture* this_thread_capture = nullptr;
-
-std::uintptr_t interrupted_pc(void* uctx) noexcept {
-#if defined(__x86_64__)
-  return static_cast<std::uintptr_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.gregs[REG_RIP]);
-#elif defined(__aarch64__)
-  return static_cast<std::uintptr_t>(static_cast<ucontext_t*>(uctx)->uc_mcontext.pc);
-#else
-  (void)uctx;
-  return 0;
-#endif
-}
-
-/// Async-signal-safe: no allocation, no lock; _Unwind_Backtrace (through
-/// Boost.Stacktrace's safe_dump_to) walks the stack into the buffer.
-void on_stall_signal(int, siginfo_t*, void* uctx) {
-  int saved = errno;
-  stack_capture* c = this_thread_capture;
-  if (c) {
-    std::uint32_t n = c->requested.load(std::memory_order_acquire);
-    if (n != c->done.load(std::memory_order_relaxed)) {
-      c->pc = interrupted_pc(uctx);
-      boost::stacktrace::safe_dump_to(0, c->frames, sizeof c->frames); // ends with a null frame
-      c->done.store(n, std::memory_order_release);
-    }
-  }
-  errno = saved;
-}
-
-/// Whether the backtrace signal is ours to send: installs the handler the
-/// first time (and leaves it: a signal that arrives late must still find
-/// it); false when the program has a disposition of its own for the signal,
-/// or COOP_STALL_BACKTRACE=0.
-bool stall_signal_ready() noexcept {
-  static const bool wanted = [] {
-    const char* text = std::getenv("COOP_STALL_BACKTRACE");
-    return !(text && std::strcmp(text, "0") == 0);
-  }();
-  if (!wanted) return false;
-  struct sigaction current {};
-  if (::sigaction(stall_signal(), nullptr, &current) != 0) return false;
-  if ((current.sa_flags & SA_SIGINFO) && current.sa_sigaction == &on_stall_signal) return true;
-  if (current.sa_handler != SIG_DFL) return false; // the program's own: leave it alone
-  struct sigaction sa {};
-  sa.sa_sigaction = &on_stall_signal;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
-  sigemptyset(&sa.sa_mask);
-  return ::sigaction(stall_signal(), &sa, nullptr) == 0;
-}
-
-std::string demangled(const char* name) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> d(abi::__cxa_demangle(name, nullptr, nullptr, &status), &std::free);
-  return status == 0 && d ? std::string(d.get()) : std::string(name);
-}
-
-/// One printed frame: a function (demangled; empty when unknown) and where
-/// (a source file and line, or else the file of the module).
-struct frame_text {
-  std::uintptr_t pc;
-  std::string function;
-  std::string file;
-  int line; ///< 0: `file` is the module
-};
-
-#ifdef COOP_HAVE_LIBBACKTRACE
-/// libbacktrace's state for this process, made on first use (on the
-/// watchdog thread) and kept: libbacktrace has no way to free it.
-backtrace_state* symbols() {
-  static backtrace_state* state = ::backtrace_create_state(
-      nullptr, 1, [](void*, const char*, int) {}, nullptr);
-  return state;
-}
-#endif
-
-/// Names for `pc` (a return address, or the interrupted instruction when
-/// `exact`): with debug information, one frame per inlined call, innermost
-/// first, with file and line; otherwise the symbol's name.
-std::vector<frame_text> describe(std::uintptr_t pc, bool exact) {
-  std::uintptr_t lookup = exact ? pc : pc - 1; // inside the call instruction
-  std::vector<frame_text> out;
-#ifdef COOP_HAVE_LIBBACKTRACE
-  if (backtrace_state* state = symbols()) {
-    ::backtrace_pcinfo(
-        state, lookup,
-        [](void* data, std::uintptr_t, const char* file, int line, const char* function) {
-          auto& frames = *static_cast<std::vector<frame_text>*>(data);
-          frames.push_back({0, function ? demangled(function) : std::string(), file ? file : "", line});
-          return frames.size() >= max_printed_frames ? 1 : 0;
-        },
-        [](void*, const char*, int) {}, &out);
-    if (out.empty() || out.back().function.empty()) {
-      std::string name;
-      ::backtrace_syminfo(
-          state, lookup,
-          [](void* data, std::uintptr_t, const char* symbol, std::uintptr_t, std::uintptr_t) {
-            if (symbol) *static_cast<std::string*>(data) = demangled(symbol);
-          },
-          [](void*, const char*, int) {}, &name);
-      if (out.empty()) out.push_back({0, {}, {}, 0});
-      out.back().function = name;
-    }
-  }
-#endif
-  if (out.empty()) out.push_back({0, {}, {}, 0});
-  if (out.back().function.empty()) {
-    Dl_info info{};
-    if (::dladdr(reinterpret_cast<void*>(lookup), &info)) {
-      if (info.dli_sname)
-        out.back().function = demangled(info.dli_sname);
-      else if (info.dli_fname && out.back().file.empty())
-        out.back().file = info.dli_fname;
-    }
-  }
-  for (auto& f : out)
-    f.pc = pc;
-  return out;
-}
-
-/// Whether `f` is where a coop fiber starts: coop's task code that calls
-/// the fiber's function, or Boost.Fiber and Boost.Context below it. With
-/// debug information, inlined frames are named without their namespace,
-/// hence the look at the file as well.
-bool is_entry(const frame_text& f) {
-  auto file_has = [&](const char* part) { return f.line != 0 && f.file.find(part) != std::string::npos; };
-  return f.function.starts_with("coop::detail::task_state<") || f.function.starts_with("coop::detail::spawned_task<") ||
-         f.function.starts_with("coop::detail::launch_fiber") || file_has("/src/core/task.cpp") ||
-         f.function.starts_with("boost::fibers::") || f.function.starts_with("boost::context::") ||
-         file_has("/coop/detail/task_state.hpp") || file_has("/coop/task.hpp") || file_has("/boost/fiber/") ||
-         file_has("/boost/context/");
-}
-
-/// Whether `f`, found below every frame of the program's own, belongs to
-/// the fiber's start: the entry (is_entry), the standard library's
-/// std::invoke, std::apply and std::bind, any of coop's code (a coop
-/// lambda that calls the program's function: task_group, serve...), or
-/// Boost.Context's assembly trampolines and nameless frames.
-bool is_below_fiber_function(const frame_text& f) {
-  auto file_has = [&](const char* part) { return f.line != 0 && f.file.find(part) != std::string::npos; };
-  return is_entry(f) || f.function.starts_with("std::") || f.function.starts_with("coop::") || file_has("/c++/") ||
-         file_has("/include/coop/") || f.function.ends_with("_fcontext") || (f.function.empty() && f.line == 0);
-}
-
-/// A capture copied out of its buffer, to be printed after the watchdog
-/// lets go of its lock (naming frames may read debug information).
-struct raw_backtrace {
-  std::uintptr_t pc = 0; ///< the interrupted instruction
-  std::vector<std::uintptr_t> frames;
-  std::string header; ///< the line that says whose stack it is
-};
-
-raw_backtrace copy_of(const stack_capture& c) {
-  raw_backtrace r{c.pc, {}, {}};
-  for (std::size_t i = 0; i < max_raw_frames && c.frames[i]; ++i)
-    r.frames.push_back(reinterpret_cast<std::uintptr_t>(c.frames[i]));
-  return r;
-}
-
-/// Whether `f` is coop's signal handler.
-bool is_handler_frame(const frame_text& f) {
-  return f.function.find("on_stall_signal") != std::string::npos;
-}
-
-/// The backtrace block of a capture: its header, then the frames from the
-/// one the signal interrupted (coop's handler frames above it are cut) down
-/// to the program's outermost frame on the stack (the fiber's entry below
-/// it is cut), at most `max_printed_frames` lines: the innermost frames and
-/// the outermost ones, with a line for those left out between.
-std::string format_backtrace(const raw_backtrace& c) {
-  const std::size_t count = c.frames.size();
-  // The interrupted frame is the one whose address is the interrupted
-  // instruction; failing that (no such frame: an unwinder or a sanitizer
-  // that shows the handler otherwise), the one after the handler's caller,
-  // the signal return trampoline.
-  std::size_t first = count;
-  for (std::size_t i = 0; i < count; ++i)
-    if (c.frames[i] == c.pc) {
-      first = i;
-      break;
-    }
-  if (first == count) {
-    first = 0;
-    for (std::size_t i = 0; i < count && i < 8; ++i)
-      for (const frame_text& f : describe(c.frames[i], false))
-        if (is_handler_frame(f)) first = std::min(count, i + 2);
-  }
-  std::vector<frame_text> frames;
-  for (std::size_t i = first; i < count; ++i) {
-    std::uintptr_t pc = c.frames[i];
-    for (frame_text& f : describe(pc, i == first && pc == c.pc))
-      frames.push_back(std::move(f));
-  }
-  // Coop's and Boost.Fiber's frames between the program's stay (a callback
-  // run by a coop or Boost.Fiber call shows the caller's line below them);
-  // what lies below the program's outermost frame is the fiber's entry. A
-  // capture that filled its buffer may not reach it: nothing is cut then.
-  if (count < max_raw_frames) {
-    std::size_t end = frames.size();
-    while (end > 0 && is_below_fiber_function(frames[end - 1]))
-      --end;
-    if (end > 0) frames.resize(end);
-  }
-  const std::size_t outermost = max_printed_frames / 3;
-  const std::size_t innermost = max_printed_frames - 1 - outermost;
-  std::ostringstream out;
-  out << c.header;
-  for (std::size_t i = 0; i < frames.size(); ++i) {
-    if (frames.size() > max_printed_frames && i == innermost) {
-      std::size_t skipped = frames.size() - innermost - outermost;
-      out << "  ... " << skipped << " frames ...\n";
-      i += skipped - 1;
-      continue;
-    }
-    const frame_text& f = frames[i];
-    out << "  #" << i << " ";
-    if (f.function.empty())
-      out << "0x" << std::hex << f.pc << std::dec;
-    else
-      out << f.function;
-    if (!f.file.empty()) out << (f.line != 0 ? " at " : " in ") << f.file;
-    if (f.line != 0) out << ":" << f.line;
-    out << "\n";
-  }
-  return out.str();
-}
-
-/// "fiber 12 \"name\"" for a fiber of `w` (its name looked up a few
-/// fibers per hold of the registry lock), or what id 0 stands for.
-std::string fiber_label(worker& w, std::uint64_t id) {
-  if (id == 0) return "a context of Boost.Fiber's own (the dispatcher or the thread's main)";
-  std::string name;
-  walk_registry(
-      w,
-      [&](const fiber_state& fs) {
-        if (fs.id != id) return true;
-        if (!fs.name.empty()) name = " \"" + fs.name + "\"";
-        return false;
-      },
-      [] {});
-  return "fiber " + std::to_string(id) + name;
 }
 
 /// Converts `scheduler::ticks()` to nanoseconds: the rate is measured
@@ -623,7 +187,7 @@ public:
     workers_.push_back(&w);
     auto& capture = captures_[&w];
     capture = std::make_unique<stack_capture>();
-    this_thread_capture = capture.get(); // add runs on w's thread
+    set_this_thread_capture(capture.get()); // add runs on w's thread
     if (w.options.dump_on_sigquit && sigquit_users_++ == 0) {
       struct sigaction sa {};
       sa.sa_handler = &on_sigquit;
@@ -638,7 +202,7 @@ public:
   void remove(worker& w) noexcept {
     std::unique_lock lk(mutex_);
     workers_.erase(std::remove(workers_.begin(), workers_.end(), &w), workers_.end());
-    this_thread_capture = nullptr; // remove runs on w's thread: no handler is running
+    set_this_thread_capture(nullptr); // remove runs on w's thread: no handler is running
     captures_.erase(&w);
     if (w.options.dump_on_sigquit && --sigquit_users_ == 0) ::sigaction(SIGQUIT, &previous_quit_, nullptr);
     // A runtime that ends just after a stall report lets the backtrace out
@@ -651,24 +215,10 @@ public:
     }
   }
 
-  std::string dump() {
+  /// See with_watched_workers().
+  void with_workers(const std::function<void(std::span<worker* const>)>& f) {
     std::lock_guard lk(mutex_);
-    std::vector<thread_rows> rows;
-    for (worker* w : workers_)
-      rows.push_back(snapshot(*w));
-    return format_dump(rows);
-  }
-
-  /// Live fibers of the workers in `group` (every worker when null).
-  std::size_t count(const void* group) {
-    std::lock_guard lk(mutex_);
-    std::size_t n = 0;
-    for (worker* w : workers_) {
-      if (group && w->group != group) continue;
-      std::lock_guard rl(w->registry_mutex);
-      n += w->fiber_count;
-    }
-    return n;
+    f(workers_);
   }
 
 private:
@@ -746,7 +296,7 @@ private:
       }
       if (dump_requested) {
         try {
-          to_stderr(dump());
+          to_stderr(dump_all());
         } catch (...) {
           say_without_allocating("coop: fiber dump (SIGQUIT) dropped: %s\n", why_it_failed());
         }
@@ -913,22 +463,13 @@ private:
 
   /// The stalled thread's stack, captured there by the stall signal and
   /// named later; empty when the thread has switched meanwhile, the
-  /// signal is not ours, or no capture came within `capture_wait`.
+  /// signal is not ours, or no capture came in time (capture_stack).
   std::optional<raw_backtrace> backtrace_of(worker& w) {
     auto it = captures_.find(&w);
-    if (it == captures_.end() || !stall_signal_ready()) return {};
-    stack_capture& c = *it->second;
-    std::uint32_t n = c.requested.load(std::memory_order_relaxed) + 1;
-    c.requested.store(n, std::memory_order_release);
-    if (::pthread_kill(w.thread, stall_signal()) != 0) return {};
-    auto give_up = clock::now() + capture_wait;
-    while (c.done.load(std::memory_order_acquire) != n) {
-      if (clock::now() >= give_up) return {};
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
-    }
+    if (it == captures_.end() || !capture_stack(*it->second, w.thread)) return {};
     // Ordered after the capture: unchanged, the stack is the stalled one's.
     if (w.switches.load(std::memory_order_relaxed) != w.watch.switches) return {};
-    return copy_of(c);
+    return copy_of(*it->second);
   }
 
   /// Once every worker of `w`'s group has been quiet (no switch) and idle for
@@ -1005,24 +546,8 @@ void unwatch_worker(worker& w) noexcept {
   watchdog::instance().remove(w);
 }
 
-registry_hold_stats take_registry_hold_stats() noexcept {
-  return {longest_hold_cpu_ns.exchange(0), most_fibers_per_hold.exchange(0)};
+void with_watched_workers(const std::function<void(std::span<worker* const>)>& f) {
+  watchdog::instance().with_workers(f);
 }
 
 } // namespace coop::detail
-
-namespace coop {
-
-void dump_fibers(std::ostream& out) {
-  out << detail::watchdog::instance().dump() << std::flush;
-}
-
-std::size_t fiber_count() {
-  return detail::watchdog::instance().count(nullptr);
-}
-
-std::size_t this_runtime_fiber_count() {
-  return detail::watchdog::instance().count(detail::require_worker("coop::this_runtime_fiber_count").group);
-}
-
-} // namespace coop
