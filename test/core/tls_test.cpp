@@ -9,6 +9,9 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -119,7 +122,7 @@ struct echo_server {
           error_code ec;
           auto s = coop::net::tls_accept(std::move(tcp), ctx, ec);
           if (ec) return;
-          const char* name = SSL_get_servername(s.ssl().native_handle(), TLSEXT_NAMETYPE_host_name);
+          const char* name = SSL_get_servername(s.native_handle(), TLSEXT_NAMETYPE_host_name);
           *sni = name ? name : "";
           echo(s);
         });
@@ -167,6 +170,13 @@ struct tls_pair {
   coop::net::tls_stream client;
   coop::net::tls_stream server;
 };
+
+/// Bytes the kernel holds in `socket`'s send queue, not yet acknowledged.
+int unsent_bytes(coop::net::tcp::socket& socket) {
+  int n = 0;
+  ::ioctl(socket.native_handle(), SIOCOUTQ, &n);
+  return n;
+}
 
 tls_pair connected_tls_pair(ssl::context& server_ctx, ssl::context& client_ctx) {
   coop::net::tcp_listener l(test_support::loopback());
@@ -352,6 +362,52 @@ COOP_TEST_CASE(an_interrupted_read_loses_nothing) {
   client.write_all(boost::asio::buffer("back", 4));
   server.read_exact(boost::asio::buffer(buf.data(), 4));
   BOOST_TEST(std::string(buf.data(), 4) == "back");
+}
+
+COOP_TEST_CASE(a_key_update_read_while_a_write_is_parked_keeps_both_directions_intact) {
+  // Full duplex under pressure: the server's writer parks with records still
+  // queued (the client reads nothing yet) when the client asks for a key
+  // update (TLS 1.3 KeyUpdate, update_requested). The server's reader must
+  // answer it while those records wait, and both directions must stay in
+  // order. (OpenSSL over a socket BIO fails this: a handshake message cannot
+  // be written while an application record is half sent.)
+  auto server_ctx = server_context();
+  auto client_ctx = client_context();
+  tls_pair pair = connected_tls_pair(server_ctx, client_ctx);
+  auto& client = pair.client;
+  auto& server = pair.server;
+  BOOST_TEST_REQUIRE(SSL_version(client.native_handle()) == TLS1_3_VERSION);
+
+  const std::string big = pattern(16u << 20); // more than loopback's socket buffers hold
+  std::size_t server_wrote = 0;
+  auto writer = coop::spawn([&] { server_wrote = server.write_all(boost::asio::buffer(big)); });
+  test_support::yield_until([&] { return server_wrote == 0 && unsent_bytes(server.next_layer()) > 0; });
+  coop::this_fiber::yield();
+  BOOST_TEST(server_wrote == 0); // parked, not finished
+
+  BOOST_TEST_REQUIRE(SSL_key_update(client.native_handle(), SSL_KEY_UPDATE_REQUESTED) == 1);
+  client.write_all(boost::asio::buffer(std::string_view("ping\n"))); // the KeyUpdate goes out first
+  std::string line;
+  auto reader = coop::spawn([&] {
+    server.read_until(line, "\n"); // reads the KeyUpdate and queues the answer behind the parked writer
+  });
+  reader.get();
+  BOOST_TEST(line == "ping\n");
+
+  std::string back(big.size(), '\0');
+  client.read_exact(boost::asio::buffer(back)); // the old-key records, the answer, then the rest
+  writer.get();
+  BOOST_TEST(server_wrote == big.size());
+  BOOST_TEST((back == big));
+
+  server.write_all(boost::asio::buffer(std::string_view("after\n")));
+  std::string after;
+  client.read_until(after, "\n");
+  BOOST_TEST(after == "after\n");
+  client.write_all(boost::asio::buffer(std::string_view("again\n")));
+  line.clear();
+  server.read_until(line, "\n");
+  BOOST_TEST(line == "again\n");
 }
 
 COOP_TEST_CASE(a_write_to_a_peer_that_does_not_read_times_out) {
@@ -626,7 +682,7 @@ COOP_TEST_CASE(a_client_that_closes_without_sending_costs_no_session) {
   auto s = coop::net::tls_accept(l.accept(), server_ctx, ec);
   BOOST_TEST((ec == boost::asio::error::eof), ec.message());
   // The returned stream never ran a handshake: OpenSSL did not read a byte.
-  BOOST_TEST(SSL_get_state(s.ssl().native_handle()) == TLS_ST_BEFORE);
+  BOOST_TEST(SSL_get_state(s.native_handle()) == TLS_ST_BEFORE);
 }
 
 COOP_TEST_CASE(a_server_context_limits_the_handshakes_in_progress) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <coop/detail/deadline.hpp>
+#include <coop/detail/sync_wait.hpp>
 #include <coop/detail/task_state.hpp>
 #include <coop/error.hpp>
 #include <coop/this_fiber.hpp>
@@ -87,9 +88,7 @@ public:
   }
   bool join_until(std::chrono::steady_clock::time_point deadline) {
     boost::system::error_code ec;
-    auto r = state("join_until").wait(ec, deadline);
-    throw_on_error(ec, "coop::task::join_until");
-    return r == detail::park_result::completed;
+    return detail::timed_outcome(state("join_until").wait(ec, deadline), ec, "coop::task::join_until");
   }
 
   /// Waits, then returns the fiber's result or rethrows its exception.

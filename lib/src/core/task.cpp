@@ -1,4 +1,5 @@
 #include "core/worker.hpp"
+#include <coop/detail/sync_wait.hpp>
 #include <coop/task.hpp>
 #include <coop/timeout.hpp>
 
@@ -41,15 +42,11 @@ task_base::~task_base() {
 }
 
 park_result task_base::wait(boost::system::error_code& ec, steady_time deadline) {
-  wait_context& wc = current_wait_context();
   if (fiber_state* self = current_fiber_state(); self && self->task == this)
     throw usage_error("coop::task::join: a fiber cannot wait for itself");
-  if (wc.checkpoint(ec)) return park_result::interrupted;
-  spinlock_lock lk(lock_);
-  if (done_) return park_result::completed;
   const wait_info info{"join", this, -1, true};
   waiter w;
-  return waiters_.wait(lk, w, info, ec, deadline);
+  return sync_wait(lock_, waiters_, w, info, deadline, ec, [&] { return done_; });
 }
 
 bool task_base::done() const noexcept {

@@ -132,19 +132,21 @@ public:
     waker_ = w;
     armed_ = true;
   }
-  bool withdraw(spinlock_lock&) noexcept {
-    withdrawn_ = true;
-    cancel();
-    return false; // the reactor completes it (operation_aborted): wait for that
+  /// Gives the wait up (`why`: the interruption; empty: the call's own
+  /// deadline). The reactor completes the operation (operation_aborted):
+  /// the park waits for that.
+  bool withdraw(spinlock_lock&, const boost::system::error_code& why) noexcept {
+    interrupt_now(why);
+    return false;
   }
-  /// A cancel delivered while the fiber is parked: aborts the operation now,
-  /// and the wait reports `why`.
+  /// A cancel delivered while the fiber is parked: aborts the operation now.
   void interrupt_now(const boost::system::error_code& why) noexcept {
-    aborted_why_ = why;
+    interrupted_by_ = why;
     withdrawn_ = true;
     cancel();
   }
-  const boost::system::error_code& aborted_why() const noexcept { return aborted_why_; }
+  /// The interruption that gave the wait up, if one did.
+  const boost::system::error_code& interrupted_by() const noexcept { return interrupted_by_; }
 
 private:
   void cancel() noexcept {
@@ -170,7 +172,7 @@ private:
   bool armed_ = false;
   bool withdrawn_ = false;
   boost::system::error_code result_;
-  boost::system::error_code aborted_why_;
+  boost::system::error_code interrupted_by_;
   boost::fibers::waker waker_;
 };
 
@@ -183,10 +185,10 @@ ready_result park_until_ready(fiber_state& fs, fd_entry::reactor& r, int fd,
   op.start();
   spinlock unused; // the operation completes on this thread: nothing to guard
   spinlock_lock lk(unused);
-  boost::system::error_code why;
-  park(fs, lk, op, info, deadline, why);
-  if (why || op.aborted_why()) { // interrupted (a withdrawal that raced with readiness still reports it)
-    ec = why ? why : op.aborted_why();
+  boost::system::error_code never; // the site never withdraws at once: the wait always completes
+  park(fs, lk, op, info, deadline, never);
+  if (op.interrupted_by()) { // a withdrawal that raced with readiness still reports the interruption
+    ec = op.interrupted_by();
     return ready_result::failed;
   }
   if (op.result() == boost::asio::error::operation_aborted && op.withdrawn()) return ready_result::deadline;

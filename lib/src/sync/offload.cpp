@@ -180,7 +180,7 @@ struct offload_site {
     job.waker_ = w;
     job.armed_ = true;
   }
-  bool withdraw(spinlock_lock&) noexcept {
+  bool withdraw(spinlock_lock&, const boost::system::error_code&) noexcept {
     // Queued: the pool will skip it. Running: it finishes, its result is dropped.
     job.stage_ = offload_job::stage::abandoned;
     job.armed_ = false;

@@ -78,28 +78,60 @@ io_call begin_io(const boost::asio::any_io_executor& ex, const char* what, boost
 /// or on an error.
 bool wait_io(const io_call& call, io_handle h, const io_kind& kind, const void* object, boost::system::error_code& ec);
 
-/// The loop. `attempt(flags)` makes the system call once and returns what
-/// it returned: >= 0 on success, -1 with `errno` set. It is retried at once
-/// after EINTR and after a wait for readiness after EAGAIN; any other error
-/// ends the call. A success counts against the fiber's `kind.batch`, after
-/// which it yields (the count restarts whenever the fiber has waited).
+/// What one step of a call needs before it can go on.
+enum class io_want : unsigned char {
+  nothing, ///< the call is over (done, or failed with `ec` set)
+  read,    ///< wait until readable, then step again
+  write,   ///< wait until writable, then step again
+};
+
+/// The loop every socket call of coop runs: `step()` tries the call once
+/// without blocking; when it says what it waits for, the fiber parks until
+/// the socket is ready for that (`wait_io`, labelled `label` in
+/// `dump_fibers`) and steps again. A call that ends without an error counts
+/// against the fiber's `batch` (`io_kind::batch`). The socket calls below
+/// step one system call; TLS steps OpenSSL (lib/src/net/tls.cpp), whose
+/// record layer may want either direction whatever the call.
+template <class Step>
+void drive_io(const io_call& call, io_handle h, const char* label, std::uint32_t batch, const void* object, Step&& step,
+              boost::system::error_code& ec) {
+  for (;;) {
+    const io_want want = step();
+    if (want == io_want::nothing) {
+      if (!ec && call.fiber && batch != 0) count_direct_io(*call.fiber, batch);
+      return;
+    }
+    if (!wait_io(call, h, io_kind{label, want == io_want::write, batch}, object, ec)) return;
+  }
+}
+
+/// The loop over one system call. `attempt(flags)` makes it once and returns
+/// what it returned: >= 0 on success, -1 with `errno` set. It is retried at
+/// once after EINTR and after a wait for readiness after EAGAIN; any other
+/// error ends the call. A success counts against the fiber's `kind.batch`,
+/// after which it yields (the count restarts whenever the fiber has waited).
 template <class Attempt>
 std::size_t io_loop(const io_call& call, io_handle h, const io_kind& kind, const void* object, Attempt&& attempt,
                     boost::system::error_code& ec) {
-  for (;;) {
-    const ssize_t r = attempt(call.flags);
-    if (r >= 0) {
-      if (call.fiber && kind.batch != 0) count_direct_io(*call.fiber, kind.batch);
-      return static_cast<std::size_t>(r);
-    }
-    const int err = errno;
-    if (err == EINTR) continue;
-    if (err != EAGAIN && err != EWOULDBLOCK) {
-      ec.assign(err, boost::system::system_category());
-      return 0;
-    }
-    if (!wait_io(call, h, kind, object, ec)) return 0;
-  }
+  std::size_t n = 0;
+  drive_io(
+      call, h, kind.label, kind.batch, object,
+      [&] {
+        for (;;) {
+          const ssize_t r = attempt(call.flags);
+          if (r >= 0) {
+            n = static_cast<std::size_t>(r);
+            return io_want::nothing;
+          }
+          const int err = errno;
+          if (err == EINTR) continue;
+          if (err == EAGAIN || err == EWOULDBLOCK) return kind.for_write ? io_want::write : io_want::read;
+          ec.assign(err, boost::system::system_category());
+          return io_want::nothing;
+        }
+      },
+      ec);
+  return n;
 }
 
 /// A buffer sequence as the kernel takes it: up to `Max` iovecs (the rest

@@ -34,10 +34,13 @@ enum class park_result {
 ///   - `void arm(const boost::fibers::waker&)`: registers the waker that the
 ///     completer will wake (the first call also queues the site, if it
 ///     queues at all); re-armed with a fresh waker after each wake-up;
-///   - `bool withdraw(spinlock_lock& lk)`: gives up the wait; true when it is
-///     withdrawn and will not complete (it may release `lk`), false when
-///     completion is already under way or must be awaited (an Asio operation
-///     being cancelled): the loop then waits for it, uninterruptibly;
+///   - `bool withdraw(spinlock_lock& lk, const error_code& why)`: gives up
+///     the wait because of the interruption `why` (empty: the call's own
+///     deadline passed); true when it is withdrawn and will not complete (it
+///     may release `lk`), false when completion is already under way or must
+///     be awaited (an Asio operation being cancelled): the loop then waits
+///     for it, uninterruptibly, and the site reports its completion knowing
+///     `why`;
 ///   - optionally `void interrupt_now(const error_code& why)`, called without
 ///     `lk` on the context's own thread while it is parked, when a cancel
 ///     arrives: a site that can be interrupted from outside (an Asio
@@ -45,9 +48,11 @@ enum class park_result {
 ///     exists) does it there, and completes as usual. Other sites are woken
 ///     and withdraw themselves.
 ///
-/// Returns `completed` also when a withdrawal had to wait for completion;
-/// `ec` then still holds the interruption that started the withdrawal (an
-/// aborted Asio operation reports that reason instead of operation_aborted).
+/// How the wait ended is the return value alone: `ec` is set exactly when
+/// it is `interrupted` (to the interruption). A wait that completed while an
+/// interruption was withdrawing it is `completed`, with `ec` clear: the
+/// completion wins, and the interruption stays due for the next blocking
+/// call.
 template <class Site>
 park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_info& info, steady_time own_deadline,
                  boost::system::error_code& ec) noexcept {
@@ -58,12 +63,13 @@ park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_inf
   for (;;) {
     if (site.completed()) break;
     if (!withdrawing) {
-      ec = wc.pending_interrupt();
-      if (!ec && own_deadline != no_deadline && std::chrono::steady_clock::now() >= own_deadline)
+      const boost::system::error_code why = wc.pending_interrupt();
+      if (!why && own_deadline != no_deadline && std::chrono::steady_clock::now() >= own_deadline)
         reason = park_result::deadline;
-      if (ec || reason == park_result::deadline) {
-        if (site.withdraw(lk)) {
+      if (why || reason == park_result::deadline) {
+        if (site.withdraw(lk, why)) {
           if (lk.owns_lock()) lk.unlock();
+          if (reason == park_result::interrupted) ec = why;
           return reason;
         }
         withdrawing = true;
@@ -107,7 +113,7 @@ park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_inf
 struct time_site {
   bool completed() const noexcept { return false; }
   void arm(const boost::fibers::waker&) noexcept {}
-  bool withdraw(spinlock_lock&) noexcept { return true; }
+  bool withdraw(spinlock_lock&, const boost::system::error_code&) noexcept { return true; }
 };
 
 /// A site completed by a flag that another context sets (under the same
@@ -122,7 +128,7 @@ struct flag_site {
     waker = w;
     armed = true;
   }
-  bool withdraw(spinlock_lock&) noexcept { return true; }
+  bool withdraw(spinlock_lock&, const boost::system::error_code&) noexcept { return true; }
   /// Called by the completer with the lock held.
   void complete() noexcept {
     done = true;

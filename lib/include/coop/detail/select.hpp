@@ -185,11 +185,9 @@ std::optional<select_result> select_impl(bool block, boost::system::error_code& 
   case park_result::deadline:
     return select_result{timer_case, channel_status::success};
   case park_result::completed:
-    // A case won while an interruption was withdrawing the wait (`park` then
-    // leaves that interruption in `ec`): the completion wins, as in every
-    // other wait, and the interruption stays due for the next blocking call.
-    // Reporting it here would lose what the case did (a received item).
-    ec.clear();
+    // Also when a case won while an interruption was withdrawing the wait:
+    // the completion wins (reporting the interruption would lose what the
+    // case did, a received item), and the interruption stays due.
     break;
   }
   select_result r{static_cast<std::size_t>(st.winner()), channel_status::success};

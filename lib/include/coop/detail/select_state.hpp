@@ -50,7 +50,7 @@ public:
     waker_ = w;
     armed_ = true;
   }
-  bool withdraw(spinlock_lock& lk) noexcept {
+  bool withdraw(spinlock_lock& lk, const boost::system::error_code&) noexcept {
     if (!claim(withdrawn)) return false; // a case won: its completion is under way
     lk.unlock();                         // lock order: channel locks before ours
     unlink_all();

@@ -67,7 +67,7 @@ public:
           queued = true;
         }
       }
-      bool withdraw(spinlock_lock&) noexcept {
+      bool withdraw(spinlock_lock&, const boost::system::error_code&) noexcept {
         q.remove(w);
         return true;
       }

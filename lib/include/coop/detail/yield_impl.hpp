@@ -71,15 +71,10 @@ public:
     std::forward<Init>(init)(std::forward<Handler>(handler), std::forward<Args>(args)...);
     spinlock unused; // the handler runs on this thread: nothing to guard
     spinlock_lock lk(unused);
-    boost::system::error_code why;
-    park(fs_, lk, *this, info, no_deadline, why);
+    boost::system::error_code never; // the site never withdraws at once: the wait always completes
+    park(fs_, lk, *this, info, no_deadline, never);
     // An operation we aborted reports why we aborted it.
-    if (ec_ == boost::asio::error::operation_aborted) {
-      if (why)
-        ec_ = why;
-      else if (aborted_why_)
-        ec_ = aborted_why_;
-    }
+    if (ec_ == boost::asio::error::operation_aborted && interrupted_by_) ec_ = interrupted_by_;
   }
 
   const boost::system::error_code& error() const noexcept { return ec_; }
@@ -91,12 +86,12 @@ public:
     waker_ = w;
     armed_ = true;
   }
-  bool withdraw(spinlock_lock&) noexcept {
-    fs_.signal.emit(boost::asio::cancellation_type::terminal);
+  bool withdraw(spinlock_lock&, const boost::system::error_code& why) noexcept {
+    interrupt_now(why);
     return false; // wait for the handler (it may still complete successfully)
   }
   void interrupt_now(const boost::system::error_code& why) noexcept {
-    aborted_why_ = why;
+    interrupted_by_ = why;
     fs_.signal.emit(boost::asio::cancellation_type::terminal);
   }
 
@@ -112,7 +107,7 @@ private:
 
   fiber_state& fs_;
   boost::system::error_code ec_;
-  boost::system::error_code aborted_why_; ///< set when a cancel aborted the operation from outside
+  boost::system::error_code interrupted_by_; ///< the interruption that cancelled the operation, if one did
   std::optional<std::tuple<Ts...>> values_;
   boost::fibers::waker waker_;
   bool done_ = false;

@@ -1,6 +1,7 @@
-// coop/net/tls.hpp — TLS over a coop TCP stream (OpenSSL through Boost.Asio's ssl::stream).
+// coop/net/tls.hpp — TLS over a coop TCP stream (OpenSSL, on coop's I/O loop).
 #pragma once
 
+#include <coop/detail/io_loop.hpp>
 #include <coop/detail/io_mode.hpp>
 #include <coop/detail/stream_algorithms.hpp>
 #include <coop/error.hpp>
@@ -8,19 +9,31 @@
 #include <coop/yield.hpp>
 
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/compose.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/ssl/stream_base.hpp>
 
+#include <openssl/ssl.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
 
 namespace coop::detail {
+/// A stream's OpenSSL session and its output buffer (lib/src/net/tls.cpp).
+class tls_session;
+struct tls_session_deleter {
+  void operator()(tls_session* s) const noexcept;
+};
+
 /// Counts the live TLS sessions of the process (one per `tls_stream`, moves
 /// included). When a burst ends — the count falls to half of a peak of at
 /// least 256 — it has glibc give the freed heap memory back to the system
@@ -51,6 +64,12 @@ namespace ssl = boost::asio::ssl;
 /// call, the handshake included, follows coop's interruption rules
 /// (`coop::timeout`, `task::cancel()`, `coop::shield`; docs/runtime.md).
 ///
+/// Each call runs coop's one I/O loop (`detail::drive_io`) over an OpenSSL
+/// step: OpenSSL reads the socket itself (non-blocking, read-ahead) and
+/// writes its records into the stream's own output buffer, which the loop
+/// sends; when OpenSSL wants more input, or the kernel takes no more output,
+/// the fiber parks on the socket's readiness.
+///
 /// Fibers only: a call on a plain thread (even inside a `coop::blocking_scope`)
 /// throws `coop::usage_error`.
 ///
@@ -63,22 +82,25 @@ namespace ssl = boost::asio::ssl;
 ///   it already came). A peer that just closes TCP makes it fail with
 ///   `ssl::error::stream_truncated`; bound the wait with a `coop::timeout`.
 ///
-/// After an interrupted handshake, write or shutdown, the TLS session is in
-/// an unknown state (part of a record may have been sent): only close the
-/// stream. An interrupted read loses nothing and may be retried.
+/// After an interrupted handshake, write or shutdown, do not rely on the
+/// session: the bytes of an interrupted write may or may not reach the peer
+/// (they are encrypted and queued, and go out with the stream's next call);
+/// close the stream. An interrupted read loses nothing and may be retried.
 ///
 /// It is also an Asio AsyncReadStream/AsyncWriteStream: composed operations
 /// run over it with `coop::yield` (`boost::asio::async_read(s, buf,
 /// coop::yield)`, Beast's `http::async_read(s, buffer, req, coop::yield)`).
-/// `ssl()` and `next_layer()` give the Asio objects for what coop does not wrap.
+/// `native_handle()` is the OpenSSL `SSL*`, `next_layer()` the TCP socket,
+/// for what coop does not wrap.
 ///
 /// Thread-safety: one fiber at a time may read and one may write (TLS is
-/// full duplex in Asio's ssl::stream); the stream belongs to the runtime
-/// thread that created its TCP socket. Owns the socket and the OpenSSL
-/// session; destruction closes the socket without close_notify. OpenSSL's
-/// record buffers are released while the connection idles
-/// (`SSL_MODE_RELEASE_BUFFERS`); what stays is Asio's per-stream buffers and
-/// BIO pair (about 70 KB, see docs/tls.md). The
+/// full duplex: what a read makes OpenSSL send, such as the answer to a
+/// peer's KeyUpdate, queues behind a parked writer's records and goes out in
+/// order); the stream belongs to the runtime thread that created its TCP
+/// socket. Owns the socket and the OpenSSL session; destruction closes the
+/// socket without close_notify. While the connection idles it holds only the
+/// OpenSSL session (`SSL_MODE_RELEASE_BUFFERS` frees the record buffers, and
+/// the output buffer is freed once sent; see docs/tls.md). The
 /// `ssl::context` it was made with must outlive it; a context may be shared
 /// by streams of every runtime thread once it is configured.
 ///
@@ -93,15 +115,17 @@ namespace ssl = boost::asio::ssl;
 /// @endcode
 class tls_stream : public coop::detail::stream_algorithms<tls_stream> {
 public:
-  using ssl_stream_type = ssl::stream<tcp::socket>;
   using next_layer_type = tcp::socket;
   using executor_type = tcp::socket::executor_type;
+  using native_handle_type = SSL*;
 
   /// Wraps a connected TCP stream (taking its socket) in a new TLS session of
-  /// `ctx`; no handshake yet (`tls_connect` and `tls_accept` do it).
+  /// `ctx`; no handshake yet (`tls_connect` and `tls_accept` do it). Throws
+  /// `system_error` when OpenSSL cannot make the session.
   tls_stream(tcp_stream tcp, ssl::context& ctx);
-  tls_stream(tls_stream&&) = default;
-  tls_stream& operator=(tls_stream&&) = default;
+  tls_stream(tls_stream&&) noexcept = default;
+  tls_stream& operator=(tls_stream&&) noexcept = default;
+  ~tls_stream();
 
   /// What errors name.
   static constexpr const char* type_name() noexcept { return "coop::net::tls_stream"; }
@@ -120,20 +144,26 @@ public:
   using coop::detail::stream_algorithms<tls_stream>::read_some;
   using coop::detail::stream_algorithms<tls_stream>::write_some;
 
-  /// Reads at least one byte (unless `buffers` is empty); returns the count.
-  /// (Asio's TLS engine, as one operation through `coop::yield`: the engine
-  /// keeps a concurrent reader and writer from sharing its record buffers.)
+  /// Reads at least one byte into the first non-empty buffer of `buffers`
+  /// (none: returns 0 at once); returns the count.
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
-    const coop::detail::wait_info info{"tls read", this, fd()};
-    begin("coop::net::tls_stream::read_some");
-    return ssl_.async_read_some(buffers, coop::detail::yield_for(info, ec));
+    const boost::asio::mutable_buffer b = first_buffer<boost::asio::mutable_buffer>(buffers);
+    if (b.size() == 0) {
+      ec = {};
+      return 0;
+    }
+    return read(b.data(), b.size(), ec);
   }
 
-  /// Writes some of `buffers` (at most one TLS record); returns the count.
+  /// Writes some of `buffers` (up to 64 KiB, as TLS records); returns the
+  /// count once their records are with the kernel.
   template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
-    const coop::detail::wait_info info{"tls write", this, fd()};
-    begin("coop::net::tls_stream::write_some");
-    return ssl_.async_write_some(buffers, coop::detail::yield_for(info, ec));
+    coop::detail::iovecs<16> iov(buffers);
+    if (iov.bytes == 0) {
+      ec = {};
+      return 0;
+    }
+    return write(iov.v, iov.count, ec);
   }
 
   /// Sends close_notify and waits for the peer's (returns at once if it has
@@ -147,43 +177,100 @@ public:
     coop::detail::throw_call_error(ec, type_name(), "shutdown");
   }
 
-  /// Asio's AsyncReadStream/AsyncWriteStream (forwarded to the ssl::stream),
-  /// for composed operations with `coop::yield`.
+  /// Asio's AsyncReadStream/AsyncWriteStream, for composed operations with
+  /// `coop::yield` (any completion token works): the same OpenSSL steps as
+  /// `read_some`/`write_some`, waiting with `async_wait` on the socket. Use
+  /// them from the stream's runtime thread.
   template <class MutableBuffers, class Token> decltype(auto) async_read_some(const MutableBuffers& b, Token&& token) {
-    return ssl_.async_read_some(b, std::forward<Token>(token));
+    const boost::asio::mutable_buffer first = first_buffer<boost::asio::mutable_buffer>(b);
+    return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
+        async_op{this, first.data(), first.size(), false}, token, socket_);
   }
   template <class ConstBuffers, class Token> decltype(auto) async_write_some(const ConstBuffers& b, Token&& token) {
-    return ssl_.async_write_some(b, std::forward<Token>(token));
+    const boost::asio::const_buffer first = first_buffer<boost::asio::const_buffer>(b);
+    return boost::asio::async_compose<Token, void(boost::system::error_code, std::size_t)>(
+        async_op{this, const_cast<void*>(first.data()), (std::min)(first.size(), max_write), true}, token, socket_);
   }
-  executor_type get_executor() noexcept { return ssl_.get_executor(); }
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
 
   /// Closes the TCP socket without close_notify; a fiber blocked on the
   /// stream fails with `operation_aborted`.
-  void close(boost::system::error_code& ec) { next_layer().close(ec); }
+  void close(boost::system::error_code& ec) { socket_.close(ec); }
   void close() {
     boost::system::error_code ec;
     close(ec);
     coop::detail::throw_call_error(ec, type_name(), "close");
   }
-  bool is_open() const noexcept { return ssl_.next_layer().is_open(); }
+  bool is_open() const noexcept { return socket_.is_open(); }
 
-  tcp::endpoint remote_endpoint() const { return ssl_.next_layer().remote_endpoint(); }
-  tcp::endpoint remote_endpoint(boost::system::error_code& ec) const { return ssl_.next_layer().remote_endpoint(ec); }
-  tcp::endpoint local_endpoint() const { return ssl_.next_layer().local_endpoint(); }
-  tcp::endpoint local_endpoint(boost::system::error_code& ec) const { return ssl_.next_layer().local_endpoint(ec); }
+  tcp::endpoint remote_endpoint() const { return socket_.remote_endpoint(); }
+  tcp::endpoint remote_endpoint(boost::system::error_code& ec) const { return socket_.remote_endpoint(ec); }
+  tcp::endpoint local_endpoint() const { return socket_.local_endpoint(); }
+  tcp::endpoint local_endpoint(boost::system::error_code& ec) const { return socket_.local_endpoint(ec); }
 
-  /// The TCP socket under the TLS session (options, raw access).
-  tcp::socket& next_layer() noexcept { return ssl_.next_layer(); }
-  /// The Asio TLS stream; `ssl().native_handle()` is the OpenSSL `SSL*`.
-  ssl_stream_type& ssl() noexcept { return ssl_; }
+  /// The TCP socket under the TLS session (options, raw access; reading or
+  /// writing it directly corrupts the session).
+  tcp::socket& next_layer() noexcept { return socket_; }
+  /// The OpenSSL session (`SSL*`), e.g. for `SSL_get_servername` or
+  /// settings before `handshake`.
+  SSL* native_handle() const noexcept;
+
+  /// The most one `write_some` encrypts (four full TLS records).
+  static constexpr std::size_t max_write = 64 * 1024;
 
 private:
-  /// Throws `usage_error` unless called from a fiber of the stream's own
-  /// runtime thread. (The entry check is the coop::yield token's.)
-  void begin(const char* what);
-  int fd() noexcept { return next_layer().native_handle(); }
+  /// The first non-empty buffer of a sequence (an empty one if none).
+  template <class Buffer, class Buffers> static Buffer first_buffer(const Buffers& buffers) {
+    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      Buffer b(*it);
+      if (b.size() != 0) return b;
+    }
+    return Buffer();
+  }
 
-  ssl_stream_type ssl_;
+  std::size_t read(void* data, std::size_t size, boost::system::error_code& ec);
+  std::size_t write(const iovec* v, std::size_t count, boost::system::error_code& ec);
+
+  /// One OpenSSL step of an asynchronous read or write (`size` bytes at
+  /// `data`); what it needs next. `written` carries a write's progress.
+  coop::detail::io_want async_step(bool is_write, void* data, std::size_t size, std::size_t& done, std::size_t& written,
+                                   boost::system::error_code& ec);
+
+  /// `async_read_some`/`async_write_some` as one composed operation: steps,
+  /// waits for what a step needs with `async_wait`, and steps again. A
+  /// result ready at the first step is delivered through the executor, never
+  /// from inside the initiating call.
+  struct async_op {
+    tls_stream* self;
+    void* data;
+    std::size_t size;
+    bool is_write;
+    std::size_t written = 0; ///< a write's bytes already encrypted (then only its output is sent)
+    bool waited = false;
+
+    template <class Self> void operator()(Self& op, boost::system::error_code ec = {}) {
+      std::size_t done = 0;
+      if (!ec && size != 0) {
+        switch (self->async_step(is_write, data, size, done, written, ec)) {
+        case coop::detail::io_want::read:
+          waited = true;
+          return self->socket_.async_wait(tcp::socket::wait_read, std::move(op));
+        case coop::detail::io_want::write:
+          waited = true;
+          return self->socket_.async_wait(tcp::socket::wait_write, std::move(op));
+        case coop::detail::io_want::nothing:
+          break;
+        }
+      }
+      if (waited) return op.complete(ec, done);
+      waited = true;
+      boost::asio::post(self->socket_.get_executor(),
+                        [op = std::move(op), ec, done]() mutable { op.complete(ec, done); });
+    }
+  };
+
+  tcp::socket socket_;
+  std::unique_ptr<coop::detail::tls_session, coop::detail::tls_session_deleter> session_;
   coop::detail::tls_session_count counted_;
 };
 
@@ -230,10 +317,11 @@ struct tls_server_options {
   /// its own; a `coop::timeout` around the call still applies).
   std::chrono::milliseconds handshake_timeout{10'000};
   /// Handshakes in progress at once, over every runtime thread using the
-  /// context (0: no limit). Each holds a TLS session with its buffers (about
-  /// 90 KB) and costs CPU; a connection whose first bytes arrive while all
-  /// slots are taken waits, parked and within `handshake_timeout`, for one
-  /// to end. A connection that has not sent anything takes no slot.
+  /// context (0: no limit). Each holds a TLS session with its record
+  /// buffers and handshake state (some tens of KB) and costs CPU; a
+  /// connection whose first bytes arrive while all slots are taken waits,
+  /// parked and within `handshake_timeout`, for one to end. A connection
+  /// that has not sent anything takes no slot.
   std::size_t max_handshakes = 256;
 };
 
