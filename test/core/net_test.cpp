@@ -245,7 +245,7 @@ COOP_TEST_CASE(a_slow_reader_blocks_only_its_own_connection) {
     boost::system::error_code ec;
     stuck.write_all(boost::asio::buffer(big), ec); // never read back: fills both directions
   });
-  coop::sleep_for(20ms);
+  test_support::yield_until([&] { return test_support::unsent_bytes(stuck.socket()) > 0; }); // it is flooding
   auto other = coop::net::connect("127.0.0.1", port);
   other.write_all(boost::asio::buffer("fine", 4));
   std::array<char, 4> back;
@@ -281,8 +281,7 @@ BOOST_AUTO_TEST_CASE(the_same_handler_runs_on_a_plain_thread_in_a_blocking_scope
       got.assign(back.data(), back.size());
       finished = true;
     });
-    while (!finished)
-      coop::sleep_for(1ms);
+    test_support::yield_until([&] { return finished.load(); });
     t.join();
     server.cancel();
   });
@@ -428,16 +427,12 @@ COOP_TEST_CASE(serve_backs_off_when_out_of_descriptors_and_recovers) {
   });
   // Two accepted; accepting the third, waiting in the backlog, fails (bounded
   // wait, not a fixed 30 ms: under ThreadSanitizer on a loaded machine that was too short).
-  for (int i = 0; i < 2000 && reports.empty(); ++i)
-    coop::sleep_for(1ms);
+  test_support::yield_until([&] { return !reports.empty(); });
   BOOST_TEST(connections.size() == 2u);
   BOOST_TEST(reports.size() == 1u);
   if (!reports.empty()) BOOST_TEST((reports[0] == boost::asio::error::no_descriptors));
   clients[0].close(); // its handler ends, freeing a descriptor
-  for (int i = 0; i < 100 && served < 1; ++i)
-    coop::sleep_for(1ms);
-  for (int i = 0; i < 300 && reports.size() < 2; ++i)
-    coop::sleep_for(1ms);
+  test_support::yield_until([&] { return served >= 1 && reports.size() >= 2; });
   ::setrlimit(RLIMIT_NOFILE, &saved);
   // The third connection took the last free descriptor, and Linux's accept
   // takes a descriptor before it looks at the queue: the loop's next accept
@@ -505,10 +500,11 @@ boost::system::error_code try_connect(std::uint16_t port) {
   return ec;
 }
 
-/// Waits (bounded: 5 s) until `done()`; false when it never became true.
+/// Lets the other fibers run until `done()` (bounded: 5 s); false when it never became true.
 template <class Done> bool eventually(Done done) {
-  for (int i = 0; i < 5000 && !done(); ++i)
-    coop::sleep_for(1ms);
+  const auto give_up = std::chrono::steady_clock::now() + 5s;
+  while (!done() && std::chrono::steady_clock::now() < give_up)
+    coop::this_fiber::yield();
   return done();
 }
 

@@ -8,6 +8,9 @@
 #include <chrono>
 #include <string>
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 using namespace std::chrono_literals;
 
 /// A test case whose body runs in a fiber of a fresh single-thread runtime.
@@ -81,6 +84,14 @@ template <class Cond> void yield_until(Cond cond) {
     }
     coop::this_fiber::yield();
   }
+}
+
+/// Bytes the kernel holds in `socket`'s send queue, not yet acknowledged by
+/// the peer: more than 0 while a writer floods a peer that does not read.
+template <class Socket> int unsent_bytes(Socket& socket) {
+  int n = 0;
+  ::ioctl(socket.native_handle(), SIOCOUTQ, &n);
+  return n;
 }
 
 /// Another fiber of the calling thread that yields in a loop while this

@@ -9,9 +9,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
-
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -170,13 +167,6 @@ struct tls_pair {
   coop::net::tls_stream client;
   coop::net::tls_stream server;
 };
-
-/// Bytes the kernel holds in `socket`'s send queue, not yet acknowledged.
-int unsent_bytes(coop::net::tcp::socket& socket) {
-  int n = 0;
-  ::ioctl(socket.native_handle(), SIOCOUTQ, &n);
-  return n;
-}
 
 tls_pair connected_tls_pair(ssl::context& server_ctx, ssl::context& client_ctx) {
   coop::net::tcp_listener l(test_support::loopback());
@@ -381,7 +371,7 @@ COOP_TEST_CASE(a_key_update_read_while_a_write_is_parked_keeps_both_directions_i
   const std::string big = pattern(16u << 20); // more than loopback's socket buffers hold
   std::size_t server_wrote = 0;
   auto writer = coop::spawn([&] { server_wrote = server.write_all(boost::asio::buffer(big)); });
-  test_support::yield_until([&] { return server_wrote == 0 && unsent_bytes(server.next_layer()) > 0; });
+  test_support::yield_until([&] { return server_wrote == 0 && test_support::unsent_bytes(server.next_layer()) > 0; });
   coop::this_fiber::yield();
   BOOST_TEST(server_wrote == 0); // parked, not finished
 
@@ -699,12 +689,17 @@ COOP_TEST_CASE(a_server_context_limits_the_handshakes_in_progress) {
   // A client that starts a handshake and stalls holds the only slot...
   auto stalled = coop::net::connect("127.0.0.1", port);
   stalled.write_all(boost::asio::buffer("\x16\x03\x01", 3));
+  bool stalled_accepting = false;
   handshakes.spawn([&, tcp = l.accept()]() mutable {
+    stalled_accepting = true; // from here it runs without a switch until its handshake parks, holding the slot
     error_code ec;
     coop::net::tls_accept(std::move(tcp), server_ctx, ec);
     events.push_back(ec == coop::errc::timed_out ? "stalled: timed out" : "stalled: " + ec.message());
   });
-  coop::sleep_for(20ms); // its handshake has begun
+  test_support::yield_until([&] { return stalled_accepting; });
+  // Not an ordering sleep: a margin. The good handshake's own 300 ms bound
+  // must end after the stalled one's, which frees the slot for it.
+  coop::sleep_for(50ms);
   // ...so a good client's handshake waits for it to end (here: its timeout).
   auto good = coop::spawn([&] { return coop::net::tls_connect("127.0.0.1", port, client_ctx); });
   handshakes.spawn([&, tcp = l.accept()]() mutable {
