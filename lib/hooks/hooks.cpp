@@ -1,0 +1,469 @@
+// lib/hooks/hooks.cpp — libcoop_hooks.so: libc's blocking socket, wait and
+// sleep calls, made cooperative in coop fibers (docs/hooks.md).
+//
+// Each function here stands in for libc's (the program links this library
+// ahead of libc, or preloads it) and calls libc's own through `dlsym(RTLD_NEXT)`.
+// A call parks only when all of these hold: the hooks are on (COOP_HOOKS is
+// not 0), the program links coop (it exports `coop_hooks_api_v1`), the
+// caller is a coop fiber, and the call would block: a descriptor the caller
+// believes blocking, no MSG_DONTWAIT, a wait with a timeout other than 0.
+// Everything else goes straight to libc, so coop's own calls (non-blocking
+// by construction), plain threads and offload threads see libc unchanged.
+//
+// To park, a descriptor must not block in the kernel: the first blocking
+// call in a fiber sets O_NONBLOCK underneath and remembers that the caller
+// did not; `fcntl(F_GETFL)` still shows the caller's flags, and a plain
+// thread's later call on it waits in `poll` as the kernel would have blocked
+// (honouring SO_RCVTIMEO/SO_SNDTIMEO).
+#include "hooks/hooks_api.hpp"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#define COOP_HOOK extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+// --- libc's own functions ----------------------------------------------------
+
+template <class F> F next(const char* name) noexcept {
+  return reinterpret_cast<F>(::dlsym(RTLD_NEXT, name));
+}
+
+struct libc_calls {
+  ssize_t (*read)(int, void*, size_t) = next<decltype(read)>("read");
+  ssize_t (*readv)(int, const iovec*, int) = next<decltype(readv)>("readv");
+  ssize_t (*recv)(int, void*, size_t, int) = next<decltype(recv)>("recv");
+  ssize_t (*recvfrom)(int, void*, size_t, int, sockaddr*, socklen_t*) = next<decltype(recvfrom)>("recvfrom");
+  ssize_t (*recvmsg)(int, msghdr*, int) = next<decltype(recvmsg)>("recvmsg");
+  ssize_t (*write)(int, const void*, size_t) = next<decltype(write)>("write");
+  ssize_t (*writev)(int, const iovec*, int) = next<decltype(writev)>("writev");
+  ssize_t (*send)(int, const void*, size_t, int) = next<decltype(send)>("send");
+  ssize_t (*sendto)(int, const void*, size_t, int, const sockaddr*, socklen_t) = next<decltype(sendto)>("sendto");
+  ssize_t (*sendmsg)(int, const msghdr*, int) = next<decltype(sendmsg)>("sendmsg");
+  int (*socket)(int, int, int) = next<decltype(socket)>("socket");
+  int (*connect)(int, const sockaddr*, socklen_t) = next<decltype(connect)>("connect");
+  int (*accept)(int, sockaddr*, socklen_t*) = next<decltype(accept)>("accept");
+  int (*accept4)(int, sockaddr*, socklen_t*, int) = next<decltype(accept4)>("accept4");
+  int (*close)(int) = next<decltype(close)>("close");
+  int (*fcntl)(int, int, ...) = next<decltype(fcntl)>("fcntl");
+  int (*fcntl64)(int, int, ...) = next<decltype(fcntl)>("fcntl64"); ///< what C++ code calls (glibc 2.28+)
+  int (*ioctl)(int, unsigned long, ...) = next<decltype(ioctl)>("ioctl");
+  int (*setsockopt)(int, int, int, const void*, socklen_t) = next<decltype(setsockopt)>("setsockopt");
+  int (*poll)(pollfd*, nfds_t, int) = next<decltype(poll)>("poll");
+  int (*nanosleep)(const timespec*, timespec*) = next<decltype(nanosleep)>("nanosleep");
+  int (*usleep)(useconds_t) = next<decltype(usleep)>("usleep");
+  unsigned (*sleep)(unsigned) = next<decltype(sleep)>("sleep");
+};
+
+const libc_calls& libc() noexcept {
+  static const libc_calls calls;
+  return calls;
+}
+
+// --- coop, when the program has it ------------------------------------------
+
+const coop_hooks_api* coop_api() noexcept {
+  static const coop_hooks_api* const api = []() -> const coop_hooks_api* {
+    const char* on = std::getenv("COOP_HOOKS");
+    if (on && std::strcmp(on, "0") == 0) return nullptr;
+    auto get = reinterpret_cast<const coop_hooks_api* (*)()>(::dlsym(RTLD_DEFAULT, "coop_hooks_api_v1"));
+    return get ? get() : nullptr;
+  }();
+  return api;
+}
+
+/// coop's interface when the caller is a coop fiber (and the hooks are on).
+const coop_hooks_api* fiber_api() noexcept {
+  const coop_hooks_api* api = coop_api();
+  return api && api->in_fiber() ? api : nullptr;
+}
+
+// --- what the hooks know of each descriptor ---------------------------------
+
+constexpr int max_tracked = 1 << 16; ///< descriptors above are passed through
+
+enum : std::uint8_t {
+  known = 1,     ///< looked at (the flags below are valid)
+  socket_fd = 2, ///< a socket: its blocking calls can park
+  user_nb = 4,   ///< the caller made it non-blocking
+  hook_nb = 8,   ///< the hooks made it non-blocking underneath
+  waited = 16,   ///< a fiber waited on it: forget it in coop before it closes
+};
+
+struct fd_state {
+  std::atomic<std::uint8_t> flags{0};
+  std::atomic<std::int64_t> recv_timeout_ns{0}; ///< SO_RCVTIMEO; 0: none
+  std::atomic<std::int64_t> send_timeout_ns{0}; ///< SO_SNDTIMEO; 0: none
+};
+
+fd_state fds[max_tracked];
+
+fd_state* state_of(int fd) noexcept {
+  return fd >= 0 && fd < max_tracked ? &fds[fd] : nullptr;
+}
+
+void reset(int fd, std::uint8_t flags) noexcept {
+  if (fd_state* s = state_of(fd)) {
+    s->recv_timeout_ns.store(0, std::memory_order_relaxed);
+    s->send_timeout_ns.store(0, std::memory_order_relaxed);
+    s->flags.store(flags, std::memory_order_relaxed);
+  }
+}
+
+/// The flags of `fd`, looking at it the first time (a descriptor made
+/// before the hooks saw it, or by a call they do not cover).
+std::uint8_t flags_of(int fd, fd_state& s) noexcept {
+  std::uint8_t f = s.flags.load(std::memory_order_relaxed);
+  if (f & known) return f;
+  struct stat st;
+  f = known;
+  if (::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+    f |= socket_fd;
+    const int fl = libc().fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) f |= user_nb;
+  }
+  s.flags.store(f, std::memory_order_relaxed);
+  return f;
+}
+
+std::int64_t now_ns() noexcept {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return std::int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+/// A call on `fd` that may block: how it is to be made.
+struct blocking_call {
+  fd_state* state = nullptr;           ///< null: straight to libc
+  const coop_hooks_api* api = nullptr; ///< set: park the fiber; null: emulate the kernel's blocking in `poll`
+  std::int64_t deadline_ns = -1;       ///< SO_RCVTIMEO/SO_SNDTIMEO from now, or -1
+};
+
+blocking_call classify(int fd, bool for_write, int msg_flags = 0) noexcept {
+  blocking_call c;
+  fd_state* s = state_of(fd);
+  if (!s || (msg_flags & MSG_DONTWAIT)) return c;
+  const coop_hooks_api* api = fiber_api();
+  std::uint8_t f = s->flags.load(std::memory_order_relaxed);
+  if (!(f & known)) {
+    if (!api) return c; // not a fiber, not seen yet: nothing of ours applies
+    f = flags_of(fd, *s);
+  }
+  if (!(f & socket_fd) || (f & user_nb)) return c;
+  if (!api && !(f & hook_nb)) return c; // a plain thread on a descriptor we never touched: libc blocks
+  if (api && !(f & hook_nb)) {
+    const int fl = libc().fcntl(fd, F_GETFL);
+    if (fl < 0 || libc().fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return c;
+    s->flags.fetch_or(hook_nb, std::memory_order_relaxed);
+  }
+  c.state = s;
+  c.api = api;
+  const std::int64_t t = (for_write ? s->send_timeout_ns : s->recv_timeout_ns).load(std::memory_order_relaxed);
+  if (t > 0) c.deadline_ns = now_ns() + t;
+  return c;
+}
+
+/// Waits until `fd` is ready: the fiber parks, or (a plain thread on a
+/// descriptor made non-blocking underneath) `poll` stands in for the
+/// kernel's blocking. 0 when ready; an errno value otherwise (EAGAIN: the
+/// socket's own timeout passed).
+int wait_ready(int fd, bool for_write, const blocking_call& c) noexcept {
+  if (c.api) {
+    c.state->flags.fetch_or(waited, std::memory_order_relaxed);
+    return c.api->wait_fd(fd, for_write ? 1 : 0, c.deadline_ns);
+  }
+  for (;;) {
+    int timeout_ms = -1;
+    if (c.deadline_ns >= 0) {
+      const std::int64_t left = c.deadline_ns - now_ns();
+      if (left <= 0) return EAGAIN;
+      timeout_ms = static_cast<int>((left + 999'999) / 1'000'000);
+    }
+    pollfd p{fd, static_cast<short>(for_write ? POLLOUT : POLLIN), 0};
+    const int r = libc().poll(&p, 1, timeout_ms);
+    if (r > 0) return 0;
+    if (r == 0) return EAGAIN;
+    if (errno != EINTR) return errno;
+  }
+}
+
+/// The loop of every hooked call that may block: try; when it would block,
+/// wait; try again.
+template <class Try> ssize_t io(int fd, bool for_write, int msg_flags, Try attempt) noexcept {
+  const blocking_call c = classify(fd, for_write, msg_flags);
+  if (!c.state) return attempt();
+  for (;;) {
+    const ssize_t r = attempt();
+    if (r >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return r;
+    if (const int e = wait_ready(fd, for_write, c); e != 0) {
+      errno = e;
+      return -1;
+    }
+  }
+}
+
+void track_new_socket(int fd, bool nonblocking) noexcept {
+  reset(fd, static_cast<std::uint8_t>(known | socket_fd | (nonblocking ? user_nb : 0)));
+}
+
+std::int64_t timeval_ns(const void* v, socklen_t len) noexcept {
+  if (!v || len < sizeof(timeval)) return 0;
+  const auto* tv = static_cast<const timeval*>(v);
+  return std::int64_t(tv->tv_sec) * 1'000'000'000 + std::int64_t(tv->tv_usec) * 1000;
+}
+
+/// Parks the calling fiber for `ns`: 0, or an errno value when interrupted.
+int fiber_sleep(const coop_hooks_api* api, std::int64_t ns) noexcept {
+  return api->sleep_until(ns <= 0 ? now_ns() : now_ns() + ns);
+}
+
+} // namespace
+
+// --- reads ----------------------------------------------------------------------
+
+COOP_HOOK ssize_t read(int fd, void* buf, size_t n) {
+  return io(fd, false, 0, [&] { return libc().read(fd, buf, n); });
+}
+COOP_HOOK ssize_t readv(int fd, const iovec* iov, int count) {
+  return io(fd, false, 0, [&] { return libc().readv(fd, iov, count); });
+}
+COOP_HOOK ssize_t recv(int fd, void* buf, size_t n, int flags) {
+  return io(fd, false, flags, [&] { return libc().recv(fd, buf, n, flags); });
+}
+COOP_HOOK ssize_t recvfrom(int fd, void* buf, size_t n, int flags, sockaddr* from, socklen_t* len) {
+  return io(fd, false, flags, [&] { return libc().recvfrom(fd, buf, n, flags, from, len); });
+}
+COOP_HOOK ssize_t recvmsg(int fd, msghdr* msg, int flags) {
+  return io(fd, false, flags, [&] { return libc().recvmsg(fd, msg, flags); });
+}
+
+// --- writes ---------------------------------------------------------------------
+
+COOP_HOOK ssize_t write(int fd, const void* buf, size_t n) {
+  return io(fd, true, 0, [&] { return libc().write(fd, buf, n); });
+}
+COOP_HOOK ssize_t writev(int fd, const iovec* iov, int count) {
+  return io(fd, true, 0, [&] { return libc().writev(fd, iov, count); });
+}
+COOP_HOOK ssize_t send(int fd, const void* buf, size_t n, int flags) {
+  return io(fd, true, flags, [&] { return libc().send(fd, buf, n, flags); });
+}
+COOP_HOOK ssize_t sendto(int fd, const void* buf, size_t n, int flags, const sockaddr* to, socklen_t len) {
+  return io(fd, true, flags, [&] { return libc().sendto(fd, buf, n, flags, to, len); });
+}
+COOP_HOOK ssize_t sendmsg(int fd, const msghdr* msg, int flags) {
+  return io(fd, true, flags, [&] { return libc().sendmsg(fd, msg, flags); });
+}
+
+// --- sockets: making, connecting, accepting, closing ------------------------------
+
+COOP_HOOK int socket(int domain, int type, int protocol) {
+  const int fd = libc().socket(domain, type, protocol);
+  if (fd >= 0) track_new_socket(fd, type & SOCK_NONBLOCK);
+  return fd;
+}
+
+COOP_HOOK int connect(int fd, const sockaddr* to, socklen_t len) {
+  const blocking_call c = classify(fd, true);
+  const int r = libc().connect(fd, to, len);
+  if (!c.state || r == 0 || errno != EINPROGRESS) return r;
+  // In progress underneath, where the caller expected connect to block:
+  // wait until writable, then the outcome is SO_ERROR.
+  if (const int e = wait_ready(fd, true, c); e != 0) {
+    errno = e == EAGAIN ? EINPROGRESS : e; // SO_SNDTIMEO passed: what the kernel's blocking connect says
+    return -1;
+  }
+  int err = 0;
+  socklen_t err_len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) < 0) return -1;
+  if (err != 0) {
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
+COOP_HOOK int accept4(int fd, sockaddr* from, socklen_t* len, int flags) {
+  const int r = static_cast<int>(io(fd, false, 0, [&] { return ssize_t(libc().accept4(fd, from, len, flags)); }));
+  if (r >= 0) track_new_socket(r, flags & SOCK_NONBLOCK);
+  return r;
+}
+COOP_HOOK int accept(int fd, sockaddr* from, socklen_t* len) {
+  const int r = static_cast<int>(io(fd, false, 0, [&] { return ssize_t(libc().accept(fd, from, len)); }));
+  if (r >= 0) track_new_socket(r, false);
+  return r;
+}
+
+COOP_HOOK int close(int fd) {
+  if (fd_state* s = state_of(fd)) {
+    // A fiber waiting on it wakes with EBADF; the number may be reused at once.
+    if (s->flags.load(std::memory_order_relaxed) & waited)
+      if (const coop_hooks_api* api = coop_api()) api->forget_fd(fd);
+    reset(fd, 0);
+  }
+  return libc().close(fd);
+}
+
+// --- the caller's view of O_NONBLOCK and of the socket timeouts ------------------
+
+namespace {
+
+int hooked_fcntl(int (*real)(int, int, ...), int fd, int cmd, long arg) {
+  fd_state* s = state_of(fd);
+  const std::uint8_t f = s ? s->flags.load(std::memory_order_relaxed) : 0;
+  if (s && (f & hook_nb) && cmd == F_GETFL) {
+    const int fl = real(fd, F_GETFL);
+    return fl < 0 ? fl : ((f & user_nb) ? fl : (fl & ~O_NONBLOCK));
+  }
+  if (s && cmd == F_SETFL && (f & known)) {
+    const bool nb = arg & O_NONBLOCK;
+    const int r = real(fd, F_SETFL, (f & hook_nb) ? (arg | O_NONBLOCK) : arg);
+    if (r == 0) {
+      if (nb)
+        s->flags.fetch_or(user_nb, std::memory_order_relaxed);
+      else
+        s->flags.fetch_and(static_cast<std::uint8_t>(~user_nb), std::memory_order_relaxed);
+    }
+    return r;
+  }
+  return real(fd, cmd, arg);
+}
+
+} // namespace
+
+// Every command's argument fits in a long (an int, a long or a pointer).
+COOP_HOOK int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  const long arg = va_arg(ap, long);
+  va_end(ap);
+  return hooked_fcntl(libc().fcntl, fd, cmd, arg);
+}
+COOP_HOOK int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  const long arg = va_arg(ap, long);
+  va_end(ap);
+  return hooked_fcntl(libc().fcntl64 ? libc().fcntl64 : libc().fcntl, fd, cmd, arg);
+}
+
+COOP_HOOK int ioctl(int fd, unsigned long request, ...) {
+  va_list ap;
+  va_start(ap, request);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  fd_state* s = state_of(fd);
+  if (request == FIONBIO && s && arg) {
+    const std::uint8_t f = s->flags.load(std::memory_order_relaxed);
+    const bool nb = *static_cast<int*>(arg) != 0;
+    int underneath = (nb || (f & hook_nb)) ? 1 : 0;
+    const int r = libc().ioctl(fd, FIONBIO, &underneath);
+    if (r == 0 && (f & known)) {
+      if (nb)
+        s->flags.fetch_or(user_nb, std::memory_order_relaxed);
+      else
+        s->flags.fetch_and(static_cast<std::uint8_t>(~user_nb), std::memory_order_relaxed);
+    }
+    return r;
+  }
+  return libc().ioctl(fd, request, arg);
+}
+
+COOP_HOOK int setsockopt(int fd, int level, int name, const void* value, socklen_t len) {
+  const int r = libc().setsockopt(fd, level, name, value, len);
+  if (r == 0 && level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO))
+    if (fd_state* s = state_of(fd))
+      (name == SO_RCVTIMEO ? s->recv_timeout_ns : s->send_timeout_ns)
+          .store(timeval_ns(value, len), std::memory_order_relaxed);
+  return r;
+}
+
+// --- waits ----------------------------------------------------------------------
+
+COOP_HOOK int poll(pollfd* fds_in, nfds_t n, int timeout_ms) {
+  const coop_hooks_api* api = timeout_ms == 0 ? nullptr : fiber_api();
+  if (!api) return libc().poll(fds_in, n, timeout_ms);
+  const std::int64_t deadline = timeout_ms < 0 ? -1 : now_ns() + std::int64_t(timeout_ms) * 1'000'000;
+  for (;;) {
+    const int ready = libc().poll(fds_in, n, 0);
+    if (ready != 0) return ready;
+    int e = 0;
+    if (n == 0) {
+      e = deadline < 0 ? api->sleep_until(INT64_MAX) : api->sleep_until(deadline);
+      if (e == 0) return 0;
+    } else if (n == 1 && (fds_in[0].events & (POLLIN | POLLOUT)) != (POLLIN | POLLOUT)) {
+      if (fd_state* s = state_of(fds_in[0].fd)) s->flags.fetch_or(waited, std::memory_order_relaxed);
+      e = api->wait_fd(fds_in[0].fd, (fds_in[0].events & POLLOUT) ? 1 : 0, deadline);
+    } else {
+      // Several descriptors (or both directions): one park on an epoll set
+      // of them, which is readable when any of them is ready.
+      const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+      if (ep < 0) return -1;
+      for (nfds_t i = 0; i < n; ++i) {
+        epoll_event ev{};
+        ev.events = static_cast<std::uint32_t>(fds_in[i].events & (POLLIN | POLLOUT | POLLPRI));
+        ev.data.u64 = i;
+        if (fds_in[i].fd >= 0) ::epoll_ctl(ep, EPOLL_CTL_ADD, fds_in[i].fd, &ev);
+      }
+      e = api->wait_fd(ep, 0, deadline);
+      api->forget_fd(ep);
+      libc().close(ep);
+    }
+    if (e == EAGAIN) return 0; // the poll's own timeout
+    if (e != 0) {
+      errno = e;
+      return -1;
+    }
+  }
+}
+
+// --- sleeps ---------------------------------------------------------------------
+
+COOP_HOOK int nanosleep(const timespec* req, timespec* rem) {
+  const coop_hooks_api* api = fiber_api();
+  if (!api || !req) return libc().nanosleep(req, rem);
+  if (req->tv_nsec < 0 || req->tv_nsec >= 1'000'000'000 || req->tv_sec < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (const int e = fiber_sleep(api, std::int64_t(req->tv_sec) * 1'000'000'000 + req->tv_nsec); e != 0) {
+    errno = e;
+    return -1;
+  }
+  return 0;
+}
+
+COOP_HOOK int usleep(useconds_t us) {
+  const coop_hooks_api* api = fiber_api();
+  if (!api) return libc().usleep(us);
+  if (const int e = fiber_sleep(api, std::int64_t(us) * 1000); e != 0) {
+    errno = e;
+    return -1;
+  }
+  return 0;
+}
+
+COOP_HOOK unsigned sleep(unsigned seconds) {
+  const coop_hooks_api* api = fiber_api();
+  if (!api) return libc().sleep(seconds);
+  const std::int64_t end = now_ns() + std::int64_t(seconds) * 1'000'000'000;
+  if (api->sleep_until(end) == 0) return 0;
+  const std::int64_t left = end - now_ns();
+  return left > 0 ? static_cast<unsigned>((left + 999'999'999) / 1'000'000'000) : 0;
+}
