@@ -20,14 +20,17 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
@@ -66,6 +69,14 @@ struct libc_calls {
   int (*ioctl)(int, unsigned long, ...) = next<decltype(ioctl)>("ioctl");
   int (*setsockopt)(int, int, int, const void*, socklen_t) = next<decltype(setsockopt)>("setsockopt");
   int (*poll)(pollfd*, nfds_t, int) = next<decltype(poll)>("poll");
+  int (*ppoll)(pollfd*, nfds_t, const timespec*, const sigset_t*) = next<decltype(ppoll)>("ppoll");
+  int (*select)(int, fd_set*, fd_set*, fd_set*, timeval*) = next<decltype(select)>("select");
+  int (*pselect)(int, fd_set*, fd_set*, fd_set*, const timespec*, const sigset_t*) = next<decltype(pselect)>("pselect");
+  int (*clock_nanosleep)(clockid_t, int, const timespec*,
+                         timespec*) = next<decltype(clock_nanosleep)>("clock_nanosleep");
+  int (*dup)(int) = next<decltype(dup)>("dup");
+  int (*dup2)(int, int) = next<decltype(dup2)>("dup2");
+  int (*dup3)(int, int, int) = next<decltype(dup3)>("dup3");
   int (*nanosleep)(const timespec*, timespec*) = next<decltype(nanosleep)>("nanosleep");
   int (*usleep)(useconds_t) = next<decltype(usleep)>("usleep");
   unsigned (*sleep)(unsigned) = next<decltype(sleep)>("sleep");
@@ -320,6 +331,51 @@ COOP_HOOK int close(int fd) {
   return libc().close(fd);
 }
 
+namespace {
+
+/// A new descriptor for the same open file (and socket) as `from`: the same
+/// flags, O_NONBLOCK and timeouts being the file's and the socket's, not the
+/// descriptor's.
+void copy_state(int from, int to) noexcept {
+  fd_state* a = state_of(from);
+  fd_state* b = state_of(to);
+  if (!b) return;
+  if (!a) {
+    reset(to, 0);
+    return;
+  }
+  b->recv_timeout_ns.store(a->recv_timeout_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  b->send_timeout_ns.store(a->send_timeout_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  b->flags.store(static_cast<std::uint8_t>(a->flags.load(std::memory_order_relaxed) & ~waited),
+                 std::memory_order_relaxed);
+}
+
+/// `to` is about to be replaced (dup2, dup3): as if closed.
+void forget_replaced(int to) noexcept {
+  if (fd_state* s = state_of(to); s && (s->flags.load(std::memory_order_relaxed) & waited))
+    if (const coop_hooks_api* api = coop_api()) api->forget_fd(to);
+}
+
+} // namespace
+
+COOP_HOOK int dup(int fd) {
+  const int r = libc().dup(fd);
+  if (r >= 0) copy_state(fd, r);
+  return r;
+}
+COOP_HOOK int dup2(int fd, int to) {
+  if (fd != to) forget_replaced(to);
+  const int r = libc().dup2(fd, to);
+  if (r >= 0 && fd != to) copy_state(fd, r);
+  return r;
+}
+COOP_HOOK int dup3(int fd, int to, int flags) {
+  if (fd != to) forget_replaced(to);
+  const int r = libc().dup3(fd, to, flags);
+  if (r >= 0) copy_state(fd, r);
+  return r;
+}
+
 // --- the caller's view of O_NONBLOCK and of the socket timeouts ------------------
 
 namespace {
@@ -396,10 +452,11 @@ COOP_HOOK int setsockopt(int fd, int level, int name, const void* value, socklen
 
 // --- waits ----------------------------------------------------------------------
 
-COOP_HOOK int poll(pollfd* fds_in, nfds_t n, int timeout_ms) {
-  const coop_hooks_api* api = timeout_ms == 0 ? nullptr : fiber_api();
-  if (!api) return libc().poll(fds_in, n, timeout_ms);
-  const std::int64_t deadline = timeout_ms < 0 ? -1 : now_ns() + std::int64_t(timeout_ms) * 1'000'000;
+namespace {
+
+/// `poll` in a fiber: one park on every descriptor and the deadline at once
+/// (CLOCK_MONOTONIC ns, -1 for none). Returns as `poll` does.
+int park_poll(const coop_hooks_api* api, pollfd* fds_in, nfds_t n, std::int64_t deadline) {
   for (;;) {
     const int ready = libc().poll(fds_in, n, 0);
     if (ready != 0) return ready;
@@ -433,6 +490,86 @@ COOP_HOOK int poll(pollfd* fds_in, nfds_t n, int timeout_ms) {
   }
 }
 
+std::int64_t deadline_after(const timespec* t) noexcept {
+  return t ? now_ns() + std::int64_t(t->tv_sec) * 1'000'000'000 + t->tv_nsec : -1;
+}
+
+bool is_zero(const timespec* t) noexcept {
+  return t && t->tv_sec == 0 && t->tv_nsec == 0;
+}
+
+/// `select`/`pselect` in a fiber, over `park_poll`: the same descriptors
+/// as pollfds, the results back into the sets.
+int park_select(const coop_hooks_api* api, int nfds, fd_set* r, fd_set* w, fd_set* x, std::int64_t deadline) {
+  if (nfds < 0 || nfds > FD_SETSIZE) {
+    errno = EINVAL;
+    return -1;
+  }
+  pollfd p[FD_SETSIZE];
+  nfds_t n = 0;
+  for (int fd = 0; fd < nfds; ++fd) {
+    short ev = 0;
+    if (r && FD_ISSET(fd, r)) ev |= POLLIN;
+    if (w && FD_ISSET(fd, w)) ev |= POLLOUT;
+    if (x && FD_ISSET(fd, x)) ev |= POLLPRI;
+    if (ev) p[n++] = pollfd{fd, ev, 0};
+  }
+  const int ready = park_poll(api, p, n, deadline);
+  if (ready < 0) return ready;
+  if (r) FD_ZERO(r);
+  if (w) FD_ZERO(w);
+  if (x) FD_ZERO(x);
+  int count = 0;
+  for (nfds_t i = 0; i < n; ++i) {
+    if (p[i].revents & POLLNVAL) {
+      errno = EBADF;
+      return -1;
+    }
+    const bool in = p[i].revents & (POLLIN | POLLHUP | POLLERR), out = p[i].revents & (POLLOUT | POLLERR),
+               pri = p[i].revents & POLLPRI;
+    if (r && in && (p[i].events & POLLIN)) FD_SET(p[i].fd, r), ++count;
+    if (w && out && (p[i].events & POLLOUT)) FD_SET(p[i].fd, w), ++count;
+    if (x && pri && (p[i].events & POLLPRI)) FD_SET(p[i].fd, x), ++count;
+  }
+  return count;
+}
+
+} // namespace
+
+COOP_HOOK int poll(pollfd* fds_in, nfds_t n, int timeout_ms) {
+  const coop_hooks_api* api = timeout_ms == 0 ? nullptr : fiber_api();
+  if (!api) return libc().poll(fds_in, n, timeout_ms);
+  return park_poll(api, fds_in, n, timeout_ms < 0 ? -1 : now_ns() + std::int64_t(timeout_ms) * 1'000'000);
+}
+
+// With a signal mask the caller asks for an atomic mask change around the
+// wait, which a park cannot give: those calls go to libc.
+COOP_HOOK int ppoll(pollfd* fds_in, nfds_t n, const timespec* timeout, const sigset_t* mask) {
+  const coop_hooks_api* api = (mask || is_zero(timeout)) ? nullptr : fiber_api();
+  if (!api) return libc().ppoll(fds_in, n, timeout, mask);
+  return park_poll(api, fds_in, n, deadline_after(timeout));
+}
+
+COOP_HOOK int select(int nfds, fd_set* r, fd_set* w, fd_set* x, timeval* timeout) {
+  const coop_hooks_api* api = (timeout && timeout->tv_sec == 0 && timeout->tv_usec == 0) ? nullptr : fiber_api();
+  if (!api) return libc().select(nfds, r, w, x, timeout);
+  const std::int64_t deadline =
+      timeout ? now_ns() + std::int64_t(timeout->tv_sec) * 1'000'000'000 + std::int64_t(timeout->tv_usec) * 1000 : -1;
+  const int result = park_select(api, nfds, r, w, x, deadline);
+  if (timeout) { // Linux's select leaves the time not slept
+    const std::int64_t left = std::max<std::int64_t>(0, deadline - now_ns());
+    timeout->tv_sec = static_cast<time_t>(left / 1'000'000'000);
+    timeout->tv_usec = static_cast<suseconds_t>(left % 1'000'000'000 / 1000);
+  }
+  return result;
+}
+
+COOP_HOOK int pselect(int nfds, fd_set* r, fd_set* w, fd_set* x, const timespec* timeout, const sigset_t* mask) {
+  const coop_hooks_api* api = (mask || is_zero(timeout)) ? nullptr : fiber_api();
+  if (!api) return libc().pselect(nfds, r, w, x, timeout, mask);
+  return park_select(api, nfds, r, w, x, deadline_after(timeout));
+}
+
 // --- sleeps ---------------------------------------------------------------------
 
 COOP_HOOK int nanosleep(const timespec* req, timespec* rem) {
@@ -457,6 +594,20 @@ COOP_HOOK int usleep(useconds_t us) {
     return -1;
   }
   return 0;
+}
+
+// Returns the error number itself, as clock_nanosleep does (not errno).
+COOP_HOOK int clock_nanosleep(clockid_t clock, int flags, const timespec* req, timespec* rem) {
+  const coop_hooks_api* api = (clock == CLOCK_MONOTONIC || clock == CLOCK_REALTIME) && req ? fiber_api() : nullptr;
+  if (!api) return libc().clock_nanosleep(clock, flags, req, rem);
+  if (req->tv_nsec < 0 || req->tv_nsec >= 1'000'000'000 || req->tv_sec < 0) return EINVAL;
+  std::int64_t ns = std::int64_t(req->tv_sec) * 1'000'000'000 + req->tv_nsec;
+  if (flags & TIMER_ABSTIME) { // an absolute time on `clock`: the time left until it, on the monotonic clock
+    timespec now;
+    ::clock_gettime(clock, &now);
+    ns -= std::int64_t(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+  }
+  return fiber_sleep(api, ns);
 }
 
 COOP_HOOK unsigned sleep(unsigned seconds) {
