@@ -19,6 +19,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -37,6 +38,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #define COOP_HOOK extern "C" __attribute__((visibility("default")))
 
@@ -74,6 +77,10 @@ struct libc_calls {
   int (*pselect)(int, fd_set*, fd_set*, fd_set*, const timespec*, const sigset_t*) = next<decltype(pselect)>("pselect");
   int (*clock_nanosleep)(clockid_t, int, const timespec*,
                          timespec*) = next<decltype(clock_nanosleep)>("clock_nanosleep");
+  int (*getaddrinfo)(const char*, const char*, const addrinfo*,
+                     addrinfo**) = next<decltype(getaddrinfo)>("getaddrinfo");
+  int (*gethostbyname_r)(const char*, hostent*, char*, size_t, hostent**,
+                         int*) = next<decltype(gethostbyname_r)>("gethostbyname_r");
   int (*dup)(int) = next<decltype(dup)>("dup");
   int (*dup2)(int, int) = next<decltype(dup2)>("dup2");
   int (*dup3)(int, int, int) = next<decltype(dup3)>("dup3");
@@ -617,4 +624,160 @@ COOP_HOOK unsigned sleep(unsigned seconds) {
   if (api->sleep_until(end) == 0) return 0;
   const std::int64_t left = end - now_ns();
   return left > 0 ? static_cast<unsigned>((left + 999'999'999) / 1'000'000'000) : 0;
+}
+
+// --- name lookups: on coop's offload pool ---------------------------------------
+//
+// glibc's resolver makes its socket calls inside libc, where no hook sees
+// them: the lookup itself runs on a pool thread while the fiber parks. The
+// job owns copies of the arguments and its results; when the fiber is
+// interrupted, the pool finishes (or skips) the job and the job frees what
+// it found.
+
+namespace {
+
+struct lookup_job {
+  std::atomic<int> refs{2}; // the caller's and the pool's
+  // getaddrinfo
+  std::string node, service;
+  bool has_node = false, has_service = false, has_hints = false;
+  addrinfo hints{};
+  addrinfo* found = nullptr;
+  int rc = 0;
+  int err = 0; // errno after EAI_SYSTEM
+  // gethostbyname_r
+  std::string name;
+  std::vector<char> buffer;
+  hostent entry{};
+  hostent* result = nullptr;
+  int h_err = 0;
+};
+
+void release_job(void* p) {
+  auto* job = static_cast<lookup_job*>(p);
+  if (job->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (job->found) ::freeaddrinfo(job->found);
+  delete job;
+}
+
+void run_getaddrinfo(void* p) {
+  auto* job = static_cast<lookup_job*>(p);
+  job->rc =
+      libc().getaddrinfo(job->has_node ? job->node.c_str() : nullptr, job->has_service ? job->service.c_str() : nullptr,
+                         job->has_hints ? &job->hints : nullptr, &job->found);
+  job->err = errno;
+}
+
+void run_gethostbyname_r(void* p) {
+  auto* job = static_cast<lookup_job*>(p);
+  job->rc = libc().gethostbyname_r(job->name.c_str(), &job->entry, job->buffer.data(), job->buffer.size(), &job->result,
+                                   &job->h_err);
+}
+
+/// Runs `fn(job)` on the pool: 0, or ETIMEDOUT/ECANCELED when the fiber was
+/// interrupted first. The caller still holds its reference (`release_job`).
+int run_lookup(const coop_hooks_api* api, void (*fn)(void*), lookup_job* job) noexcept {
+  return api->offload(fn, job, &release_job);
+}
+
+/// The job's host entry moved into the caller's buffer: every pointer of
+/// the entry points into the job's buffer, and moves by the same offset.
+void relocate(const lookup_job& job, hostent* out, char* buf) noexcept {
+  const char* base = job.buffer.data();
+  std::memcpy(buf, base, job.buffer.size());
+  auto move = [&](auto* p) {
+    return p ? reinterpret_cast<decltype(p)>(buf + (reinterpret_cast<const char*>(p) - base)) : p;
+  };
+  *out = job.entry;
+  out->h_name = move(job.entry.h_name);
+  out->h_aliases = move(job.entry.h_aliases);
+  out->h_addr_list = move(job.entry.h_addr_list);
+  for (char** a = out->h_aliases; a && *a; ++a)
+    *a = move(*a);
+  for (char** a = out->h_addr_list; a && *a; ++a)
+    *a = move(*a);
+}
+
+} // namespace
+
+COOP_HOOK int getaddrinfo(const char* node, const char* service, const addrinfo* hints, addrinfo** res) {
+  const coop_hooks_api* api = fiber_api();
+  if (!api) return libc().getaddrinfo(node, service, hints, res);
+  lookup_job* job = nullptr;
+  try {
+    job = new lookup_job;
+    if ((job->has_node = node != nullptr)) job->node = node;
+    if ((job->has_service = service != nullptr)) job->service = service;
+    if ((job->has_hints = hints != nullptr)) {
+      job->hints.ai_flags = hints->ai_flags;
+      job->hints.ai_family = hints->ai_family;
+      job->hints.ai_socktype = hints->ai_socktype;
+      job->hints.ai_protocol = hints->ai_protocol;
+    }
+  } catch (...) {
+    delete job;
+    return EAI_MEMORY;
+  }
+  int rc = EAI_SYSTEM;
+  if (const int e = run_lookup(api, &run_getaddrinfo, job); e != 0) {
+    errno = e; // ETIMEDOUT, ECANCELED
+  } else {
+    rc = job->rc;
+    if (rc == 0) {
+      *res = job->found;
+      job->found = nullptr;
+    } else if (rc == EAI_SYSTEM) {
+      errno = job->err;
+    }
+  }
+  release_job(job);
+  return rc;
+}
+
+COOP_HOOK int gethostbyname_r(const char* name, hostent* ret, char* buf, size_t buflen, hostent** result,
+                              int* h_errnop) {
+  const coop_hooks_api* api = fiber_api();
+  if (!api || !name) return libc().gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+  lookup_job* job = nullptr;
+  try {
+    job = new lookup_job;
+    job->name = name;
+    job->buffer.resize(buflen);
+  } catch (...) {
+    delete job;
+    *result = nullptr;
+    return ENOMEM;
+  }
+  int rc;
+  if (const int e = run_lookup(api, &run_gethostbyname_r, job); e != 0) {
+    rc = e; // ETIMEDOUT, ECANCELED: the error number, as gethostbyname_r returns it
+    *result = nullptr;
+    if (h_errnop) *h_errnop = NETDB_INTERNAL;
+  } else {
+    rc = job->rc;
+    if (h_errnop) *h_errnop = job->h_err;
+    *result = nullptr;
+    if (rc == 0 && job->result) {
+      relocate(*job, ret, buf);
+      *result = ret;
+    }
+  }
+  release_job(job);
+  return rc;
+}
+
+COOP_HOOK hostent* gethostbyname(const char* name) {
+  // Like glibc's, the result is overwritten by the next call (on this
+  // thread: each runtime thread has its own).
+  static thread_local hostent entry;
+  static thread_local std::vector<char> buffer(1024);
+  hostent* result = nullptr;
+  int err = 0;
+  for (;;) {
+    const int rc = gethostbyname_r(name, &entry, buffer.data(), buffer.size(), &result, &err);
+    if (rc != ERANGE || buffer.size() >= (1u << 20)) break;
+    buffer.resize(buffer.size() * 2);
+  }
+  if (!result) h_errno = err;
+  return result;
 }

@@ -1,18 +1,21 @@
 // lib/src/hooks/hooks_api.cpp — what libcoop_hooks.so asks of coop
-// (hooks_api.hpp): whether the caller is a fiber, and the parks its hooked
-// calls make. Each is one public coop call; errors become errno values, as
+// (hooks_api.hpp): whether the caller is a fiber, the parks its hooked
+// calls make, and the offload its name lookups use. Each is one public coop call; errors become errno values, as
 // C callers expect them.
 #include "hooks/hooks_api.hpp"
 
 #include <coop/detail/fiber_state.hpp>
 #include <coop/error.hpp>
 #include <coop/fd.hpp>
+#include <coop/offload.hpp>
 #include <coop/this_fiber.hpp>
 
 #include <boost/asio/error.hpp>
 
 #include <cerrno>
 #include <chrono>
+#include <functional>
+#include <memory>
 
 namespace {
 
@@ -53,7 +56,24 @@ void forget_fd(int fd) {
   coop::forget_fd(fd);
 }
 
-const coop_hooks_api api{&in_fiber, &wait_fd, &sleep_until, &forget_fd};
+int offload(void (*fn)(void*), void* arg, void (*release)(void*)) {
+  std::shared_ptr<void> owner(arg, release); // the pool's reference, whatever becomes of the job
+  boost::system::error_code ec;
+  try {
+    auto job =
+        std::make_shared<coop::detail::offload_fn_job<std::function<int()>, int>>(std::function<int()>([fn, owner] {
+          fn(owner.get());
+          return 0;
+        }));
+    owner.reset();
+    coop::detail::run_offload(job, ec);
+  } catch (...) { // no memory, no pool thread: nothing ran
+    return ENOMEM;
+  }
+  return ec ? errno_of(ec) : 0;
+}
+
+const coop_hooks_api api{&in_fiber, &wait_fd, &sleep_until, &forget_fd, &offload};
 
 } // namespace
 

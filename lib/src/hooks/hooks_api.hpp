@@ -25,6 +25,12 @@ struct coop_hooks_api {
   int (*sleep_until)(long long deadline_ns);
   /// `coop::forget_fd`: before a descriptor that fibers waited on is closed.
   void (*forget_fd)(int fd);
+  /// Runs `fn(arg)` on coop's offload pool and parks the calling fiber until
+  /// it has run: 0, or ETIMEDOUT/ECANCELED when the fiber was interrupted
+  /// first (`fn` may then still run, or never). `release(arg)` is called
+  /// once, on any thread, when the pool is done with `arg` (after `fn` ran,
+  /// or instead of it).
+  int (*offload)(void (*fn)(void*), void* arg, void (*release)(void*));
 };
 
 /// Exported by every program that links coop.
