@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 
 using namespace std::chrono_literals;
 
@@ -113,6 +114,22 @@ COOP_TEST_CASE(curlopt_timeout_ms_and_coop_timeout_are_both_honoured) {
   });
   BOOST_TEST(r != CURLE_OK, curl_easy_strerror(r));
   BOOST_TEST(took < 150ms);
+}
+
+COOP_TEST_CASE(a_plain_thread_runs_curl_as_usual) {
+  if (hooks_off()) return;
+  slow_http_server server(50ms); // its fibers run while this fiber waits for the thread
+  std::string body;
+  CURLcode r = CURLE_FAILED_INIT;
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    r = get(server.url(), body);
+    done = true;
+  });
+  test_support::yield_until([&] { return done.load(); });
+  t.join();
+  BOOST_TEST(r == CURLE_OK, curl_easy_strerror(r));
+  BOOST_TEST(body == "ok");
 }
 
 COOP_TEST_CASE(without_hooks_curl_blocks_the_thread) {

@@ -162,6 +162,23 @@ COOP_TEST_CASE(a_hundred_fibers_each_run_a_thousand_synchronous_gets_on_one_thre
   BOOST_TEST(others.turns() > 0);
 }
 
+COOP_MT_TEST_CASE(fibers_on_every_runtime_thread_run_synchronous_commands) {
+  if (hooks_off()) return;
+  std::atomic<int> right{0};
+  std::vector<coop::task<void>> tasks;
+  for (unsigned i = 0; i < 4 * rt.size(); ++i)
+    tasks.push_back(rt.spawn_on(i % rt.size(), [&, i] {
+      auto c = connect_redis();
+      const std::string key = "k" + std::to_string(i);
+      if (command(c.get(), ("SET " + key + " %s").c_str(), key.c_str()) != "OK") return;
+      for (int n = 0; n < 200; ++n)
+        if (command(c.get(), ("GET " + key).c_str()) == key) ++right;
+    }));
+  for (auto& t : tasks)
+    t.get();
+  BOOST_TEST(right == static_cast<int>(4 * rt.size() * 200));
+}
+
 COOP_TEST_CASE(a_fiber_blocked_in_redis_command_is_cancelled_at_once_and_others_run) {
   if (hooks_off()) return;
   auto c = connect_redis();
