@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -96,6 +97,29 @@ COOP_TEST_CASE(a_hundred_fibers_run_curl_easy_perform_at_once_on_one_thread) {
   BOOST_TEST_MESSAGE("100 x curl_easy_perform (200 ms each): "
                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
   BOOST_TEST(took <= 800ms); // one after another: 20 s
+}
+
+COOP_MT_TEST_CASE(fibers_on_every_runtime_thread_run_curl_at_once) {
+  if (hooks_off()) return;
+  // One server on each thread, each thread's clients on its own server.
+  std::vector<std::shared_ptr<slow_http_server>> servers(rt.size());
+  for (unsigned i = 0; i < rt.size(); ++i)
+    servers[i] = rt.spawn_on(i, [] { return std::make_shared<slow_http_server>(200ms); }).get();
+  std::atomic<int> ok{0};
+  std::vector<coop::task<void>> clients;
+  const auto took = test_support::elapsed([&] {
+    for (unsigned i = 0; i < 20 * rt.size(); ++i)
+      clients.push_back(rt.spawn_on(i % rt.size(), [&ok, url = servers[i % rt.size()]->url()] {
+        std::string body;
+        if (get(url, body) == CURLE_OK && body == "ok") ++ok;
+      }));
+    for (auto& c : clients)
+      c.get();
+  });
+  BOOST_TEST(ok == static_cast<int>(20 * rt.size()));
+  BOOST_TEST(took <= 1s);                  // one after another: 4 s per thread
+  for (unsigned i = 0; i < rt.size(); ++i) // each server stops on its own thread
+    rt.spawn_on(i, [s = std::move(servers[i])]() mutable { s.reset(); }).get();
 }
 
 COOP_TEST_CASE(curlopt_timeout_ms_and_coop_timeout_are_both_honoured) {

@@ -88,6 +88,34 @@ COOP_TEST_CASE(two_hundred_fibers_sleep_in_postgres_at_once_on_one_thread) {
   BOOST_TEST(took <= 800ms); // one after another: 40 s
 }
 
+COOP_MT_TEST_CASE(fibers_on_every_runtime_thread_sleep_in_postgres_at_once) {
+  if (hooks_off()) return;
+  const unsigned n = 20 * rt.size();
+  std::vector<connection> conns(n); // conns[i] is made and used on thread i % size
+  std::vector<coop::task<void>> tasks;
+  for (unsigned i = 0; i < n; ++i)
+    tasks.push_back(
+        rt.spawn_on(i % rt.size(), [&conns, i] { conns[i].reset(PQconnectdb(the_server->conninfo().c_str())); }));
+  for (auto& t : tasks)
+    t.get();
+  tasks.clear();
+  std::atomic<unsigned> ok{0};
+  const auto took = test_support::elapsed([&] {
+    for (unsigned i = 0; i < n; ++i)
+      tasks.push_back(rt.spawn_on(i % rt.size(), [&ok, c = conns[i].get()] {
+        if (PQstatus(c) == CONNECTION_OK && exec(c, "SELECT pg_sleep(0.2)") == "ok") ++ok;
+      }));
+    for (auto& t : tasks)
+      t.get();
+  });
+  BOOST_TEST(ok == n);
+  BOOST_TEST_MESSAGE(n << " x pg_sleep(0.2) on " << rt.size()
+                       << " threads: " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  BOOST_TEST(took <= 800ms);       // one after another: 4 s per thread
+  for (unsigned i = 0; i < n; ++i) // closed on the thread that made each
+    rt.spawn_on(i % rt.size(), [&conns, i] { conns[i].reset(); }).get();
+}
+
 COOP_TEST_CASE(without_hooks_the_same_queries_run_one_after_another) {
   if (!hooks_off()) return; // (the run with COOP_HOOKS=0: the proof that the hooks are what applies)
   const auto took = two_hundred_sleeping_queries();
