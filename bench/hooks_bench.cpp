@@ -5,10 +5,15 @@
 //   hooks_bench redis SOCKET [--fibers N] [--requests N]
 //                                    synchronous hiredis GETs from N fibers on one
 //                                    runtime thread against a redis-server's Unix socket
+//   hooks_bench pg CONNINFO [--fibers N]
+//                                    N fibers (200), each on its own libpq connection,
+//                                    run PQexec("SELECT pg_sleep(0.2)") at once on one
+//                                    runtime thread: the wall time of the query phase
 // Prints one line of key=value pairs. Bad arguments: exit 2 with one line.
 #include <coop/coop.hpp>
 
 #include <hiredis/hiredis.h>
+#include <libpq-fe.h>
 
 #include <dlfcn.h>
 #include <sys/socket.h>
@@ -21,6 +26,7 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace {
 
@@ -29,7 +35,7 @@ using clock_type = std::chrono::steady_clock;
 [[noreturn]] void usage(const std::string& why) {
   std::fprintf(stderr,
                "hooks_bench: %s (usage: hooks_bench read | hooks_bench redis SOCKET [--fibers N] "
-               "[--requests N])\n",
+               "[--requests N] | hooks_bench pg CONNINFO [--fibers N])\n",
                why.c_str());
   std::exit(2);
 }
@@ -121,6 +127,34 @@ int bench_redis(const std::string& socket, long fibers, long requests) {
   return 0;
 }
 
+int bench_pg(const std::string& conninfo, long fibers) {
+  coop::run([&] {
+    std::vector<PGconn*> conns;
+    for (long i = 0; i < fibers; ++i) {
+      conns.push_back(PQconnectdb(conninfo.c_str()));
+      if (PQstatus(conns.back()) != CONNECTION_OK)
+        usage(std::string("cannot connect: ") + PQerrorMessage(conns.back()));
+    }
+    std::atomic<long> ok{0};
+    const auto t0 = clock_type::now();
+    {
+      coop::task_group group;
+      for (PGconn* c : conns)
+        group.spawn([&ok, c] {
+          PGresult* r = PQexec(c, "SELECT pg_sleep(0.2)");
+          if (PQresultStatus(r) == PGRES_TUPLES_OK) ++ok;
+          PQclear(r);
+        });
+      group.join();
+    }
+    const double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    for (PGconn* c : conns)
+      PQfinish(c);
+    std::printf("queries=%ld seconds=%.3f\n", ok.load(), s);
+  });
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -143,6 +177,18 @@ int main(int argc, char** argv) {
         usage(std::string("unknown option ") + argv[i]);
     }
     return bench_redis(argv[2], fibers, requests);
+  }
+  if (cmd == "pg") {
+    if (argc < 3) usage("pg needs a libpq connection string");
+    long fibers = 200;
+    for (int i = 3; i < argc; i += 2) {
+      if (i + 1 >= argc) usage(std::string(argv[i]) + " needs a value");
+      if (std::strcmp(argv[i], "--fibers") == 0)
+        fibers = positive(argv[i + 1], "--fibers");
+      else
+        usage(std::string("unknown option ") + argv[i]);
+    }
+    return bench_pg(argv[2], fibers);
   }
   usage("unknown command '" + cmd + "'");
 }

@@ -1,19 +1,25 @@
 """What the measuring scripts share (scripts/compare, scripts/soak,
 scripts/bench, bench/echo_syscalls): building the programs, starting a
 server that prints "listening on HOST:PORT", reading /proc, counting system
-calls (strace -c) and instructions (callgrind), writing CSV, running gnuplot.
+calls (strace -c) and instructions (callgrind), writing CSV, running gnuplot,
+and a private PostgreSQL cluster.
 
-Python 3 standard library only; the scripts import it from their own folder.
+Python 3 standard library only; the scripts import it from their own folder
+(and test/apps/samples/test_http_pg.py its Postgres).
 """
 
 import argparse
 import csv
+import glob
 import json
 import os
+import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -193,3 +199,47 @@ def loadgen_run(bindir, server_cmd, connections, size, duration, warmup):
             server.kill()
             server.wait()
     return report, rss_kib
+
+
+class Postgres:
+    """initdb and postgres in a temporary directory, on a Unix socket there only
+    (as the postgres user when run as root); stopped by stop()."""
+
+    def __init__(self, max_connections=100):
+        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not bindirs:
+            raise RuntimeError("PostgreSQL is not installed (scripts/setup installs postgresql)")
+        bindir = bindirs[-1]
+        self.dir = tempfile.mkdtemp(prefix="coop-pg-")
+        user = None
+        if os.getuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+
+        def as_server_user():
+            if user:
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+
+        data = os.path.join(self.dir, "data")
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        subprocess.run([os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
+                       preexec_fn=as_server_user, stdout=self.log, stderr=self.log, check=True, timeout=60)
+        self.proc = subprocess.Popen([os.path.join(bindir, "postgres"), "-D", data, "-k", self.dir, "-c",
+                                      "listen_addresses=", "-c", f"max_connections={max_connections}", "-c",
+                                      "fsync=off"],
+                                     preexec_fn=as_server_user, stdout=self.log, stderr=self.log)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(self.dir, ".s.PGSQL.5432")):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"postgres did not start: see {self.dir}/server.log")
+            time.sleep(0.05)
+        time.sleep(0.2)  # the socket file appears just before the server accepts
+        self.conninfo = f"host={self.dir} dbname=postgres user=postgres"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            self.proc.wait(timeout=30)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,12 +1,9 @@
 """Integration tests of apps/samples/http_pg against a private PostgreSQL
 cluster that the test starts: `python3 test_http_pg.py CASE HTTP_PG_BINARY`."""
 
-import glob
 import os
-import pwd
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -14,46 +11,8 @@ import time
 
 from samplelib import App, IO_TIMEOUT, check, check_cli, check_eq, connect, main
 
-
-class Postgres:
-    """initdb and postgres in a temporary directory, on a Unix socket there only
-    (as the postgres user when run as root); stopped by stop()."""
-
-    def __init__(self):
-        bindirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-        check(bindirs, "PostgreSQL is not installed (scripts/setup installs postgresql)")
-        bindir = bindirs[-1]
-        self.dir = tempfile.mkdtemp(prefix="coop-pg-")
-        user = None
-        if os.getuid() == 0:
-            user = pwd.getpwnam("postgres")
-            os.chown(self.dir, user.pw_uid, user.pw_gid)
-
-        def as_server_user():
-            if user:
-                os.setgid(user.pw_gid)
-                os.setuid(user.pw_uid)
-
-        data = os.path.join(self.dir, "data")
-        self.log = open(os.path.join(self.dir, "server.log"), "wb")
-        subprocess.run([os.path.join(bindir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
-                       preexec_fn=as_server_user, stdout=self.log, stderr=self.log, check=True, timeout=60)
-        self.proc = subprocess.Popen([os.path.join(bindir, "postgres"), "-D", data, "-k", self.dir, "-c",
-                                      "listen_addresses=", "-c", "max_connections=100", "-c", "fsync=off"],
-                                     preexec_fn=as_server_user, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(os.path.join(self.dir, ".s.PGSQL.5432")):
-            check(time.monotonic() < deadline and self.proc.poll() is None, "postgres did not start")
-            time.sleep(0.05)
-        time.sleep(0.2)  # the socket file appears just before the server accepts
-        self.conninfo = f"host={self.dir} dbname=postgres user=postgres"
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # fast shutdown
-            self.proc.wait(timeout=30)
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "scripts"))
+from benchlib import Postgres  # noqa: E402
 
 
 def get(port, target):
