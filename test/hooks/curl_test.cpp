@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE coop_hooks_curl
 #include "support.hpp"
 
+#include "hooks_support.hpp"
+
 #include <curl/curl.h>
 
 #include <atomic>
@@ -22,10 +24,7 @@ struct curl_global {
   ~curl_global() { curl_global_cleanup(); }
 };
 
-bool hooks_off() {
-  const char* v = std::getenv("COOP_HOOKS");
-  return v && std::string(v) == "0";
-}
+using hooks_support::hooks_off;
 
 /// An HTTP/1.1 server on the calling runtime thread that answers every
 /// request "ok" after `delay`; stops at the end of its scope.

@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE coop_hooks_libc
 #include "support.hpp"
 
+#include "hooks_support.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/select.h>
@@ -20,10 +22,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool hooks_off() {
-  const char* v = std::getenv("COOP_HOOKS");
-  return v && std::string(v) == "0";
-}
+using hooks_support::hooks_off;
 
 /// A connected pair of Unix stream sockets, closed (through the hooked
 /// close) at the end of the scope unless already closed.

@@ -5,6 +5,8 @@
 #define BOOST_TEST_MODULE coop_hooks_names
 #include "support.hpp"
 
+#include "hooks_support.hpp"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -19,10 +21,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool hooks_off() {
-  const char* v = std::getenv("COOP_HOOKS");
-  return v && std::string(v) == "0";
-}
+using hooks_support::hooks_off;
 
 /// getaddrinfo's first IPv4 address as text, or "error <rc>".
 std::string lookup(const char* name) {

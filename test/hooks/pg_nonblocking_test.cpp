@@ -17,18 +17,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-pg_support::pg_server* the_server = nullptr;
-
-struct server_fixture {
-  pg_support::pg_server server;
-  server_fixture() { the_server = &server; }
-  ~server_fixture() { the_server = nullptr; }
-};
-
-struct conn_deleter {
-  void operator()(PGconn* c) const noexcept { PQfinish(c); }
-};
-using connection = std::unique_ptr<PGconn, conn_deleter>;
+using pg_support::connection;
+using pg_support::server_fixture;
+using pg_support::the_server;
 
 /// Connects without blocking the thread: PQconnectPoll says which way to wait.
 connection connect_pg(const std::string& conninfo) {

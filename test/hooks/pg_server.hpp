@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -102,5 +103,19 @@ private:
     return last;
   }
 };
+
+/// The cluster of this test program (BOOST_TEST_GLOBAL_FIXTURE(server_fixture)).
+inline pg_server* the_server = nullptr;
+
+struct server_fixture {
+  pg_server server;
+  server_fixture() { the_server = &server; }
+  ~server_fixture() { the_server = nullptr; }
+};
+
+struct conn_deleter {
+  void operator()(PGconn* c) const noexcept { PQfinish(c); }
+};
+using connection = std::unique_ptr<PGconn, conn_deleter>;
 
 } // namespace pg_support

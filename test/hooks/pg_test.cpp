@@ -5,6 +5,8 @@
 #define BOOST_TEST_MODULE coop_hooks_pg
 #include "support.hpp"
 
+#include "hooks_support.hpp"
+
 #include "pg_server.hpp"
 
 #include <atomic>
@@ -21,20 +23,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using pg_support::pg_server;
-
-pg_server* the_server = nullptr;
-
-struct server_fixture {
-  pg_server server;
-  server_fixture() { the_server = &server; }
-  ~server_fixture() { the_server = nullptr; }
-};
-
-struct conn_deleter {
-  void operator()(PGconn* c) const noexcept { PQfinish(c); }
-};
-using connection = std::unique_ptr<PGconn, conn_deleter>;
+using pg_support::connection;
+using pg_support::server_fixture;
+using pg_support::the_server;
 
 connection connect_pg() {
   connection c(PQconnectdb(the_server->conninfo().c_str()));
@@ -51,10 +42,7 @@ std::string exec(PGconn* c, const char* sql) {
   return out;
 }
 
-bool hooks_off() {
-  const char* v = std::getenv("COOP_HOOKS");
-  return v && std::string(v) == "0";
-}
+using hooks_support::hooks_off;
 
 /// 200 fibers, each on its own connection, run `SELECT pg_sleep(0.2)`
 /// together; returns how long the query phase took.

@@ -4,6 +4,8 @@
 #define BOOST_TEST_MODULE coop_hooks_redis
 #include "support.hpp"
 
+#include "hooks_support.hpp"
+
 #include <hiredis/hiredis.h>
 
 #include <fcntl.h>
@@ -130,10 +132,7 @@ int kernel_flags(int fd) {
   return -1;
 }
 
-bool hooks_off() {
-  const char* v = std::getenv("COOP_HOOKS");
-  return v && std::string(v) == "0";
-}
+using hooks_support::hooks_off;
 
 } // namespace
 
