@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE coop_pg_nonblocking
 #include "support.hpp"
 
+#include "hooks_support.hpp"
 #include "pg_server.hpp"
 
 #include <atomic>
@@ -90,7 +91,7 @@ COOP_TEST_CASE(two_hundred_fibers_sleep_in_postgres_at_once_without_hooks) {
   BOOST_TEST(ok == fibers);
   BOOST_TEST_MESSAGE("200 x pg_sleep(0.2) over wait_readable: "
                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
-  BOOST_TEST(took <= 800ms);
+  BOOST_TEST(took <= 800ms * hooks_support::slowdown);
 }
 
 COOP_TEST_CASE(a_timeout_interrupts_the_wait_and_the_query_can_be_cancelled) {
@@ -99,7 +100,7 @@ COOP_TEST_CASE(a_timeout_interrupts_the_wait_and_the_query_can_be_cancelled) {
     coop::timeout t(50ms);
     BOOST_CHECK_THROW(query(c.get(), "SELECT pg_sleep(10)"), coop::timeout_error);
   });
-  BOOST_TEST(took < 150ms);
+  BOOST_TEST(took < 150ms * hooks_support::slowdown);
   // The server still runs the query: ask it to stop (PQcancel blocks the
   // thread for a moment; a server answers at once), collect the cancelled
   // query's error, and the connection serves the next query.

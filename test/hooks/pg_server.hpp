@@ -2,6 +2,8 @@
 // that talk to one (scripts/setup installs postgresql).
 #pragma once
 
+#include "hooks_support.hpp"
+
 #include <boost/test/unit_test.hpp>
 
 #include <libpq-fe.h>
@@ -31,6 +33,7 @@ using namespace std::chrono_literals;
 /// Runs `argv` as the postgres system user when this process is root (the
 /// server refuses to run as root), with its output in `log`; returns the pid.
 inline pid_t start_as_server_user(std::vector<std::string> argv, const std::string& log, bool die_with_parent) {
+  std::vector<char*> env = hooks_support::server_environment();
   std::fflush(nullptr); // the child must not write this process's buffered output again
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
@@ -44,7 +47,7 @@ inline pid_t start_as_server_user(std::vector<std::string> argv, const std::stri
   for (auto& a : argv)
     args.push_back(a.data());
   args.push_back(nullptr);
-  ::execv(args[0], args.data());
+  ::execve(args[0], args.data(), env.data());
   ::_exit(127);
 }
 
