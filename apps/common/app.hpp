@@ -3,6 +3,7 @@
 // raise the open-file limit.
 #pragma once
 
+#include <coop/diagnostics.hpp>
 #include <coop/io.hpp>
 #include <coop/net/serve.hpp>
 #include <coop/net/server.hpp>
@@ -58,6 +59,16 @@ template <class Endpoint> void announce_listening(const Endpoint& ep) {
   // about "[" + std::string.
   std::cout << "listening on " << (a.is_v6() ? "[" : "") << a.to_string() << (a.is_v6() ? "]" : "") << ":" << ep.port()
             << std::endl;
+}
+
+/// With --admin: prints "admin on ADDRESS" for the endpoint the runtime
+/// serves (coop::admin_addresses(): the port the kernel picked for port 0),
+/// after the "listening on" line. An address that could not be served was
+/// reported by coop on stderr; nothing is printed for it.
+inline void announce_admin(const std::string& requested) {
+  if (requested.empty()) return;
+  for (const std::string& a : coop::admin_addresses())
+    std::cout << "admin on " << a << std::endl;
 }
 
 /// Parses a host address; exits 2 when it is not a numeric IPv4/IPv6 address.

@@ -48,7 +48,10 @@ void serve_connections(coop::net::tcp_server& server, const server_config& confi
 
 int run_fiber_server(const server_config& config) {
   server_stats stats;
-  coop::runtime rt(config.threads, coop::run_options{config.thread_stack_size});
+  coop::run_options run_options;
+  run_options.stack_size = config.thread_stack_size;
+  run_options.admin_socket = config.admin;
+  coop::runtime rt(config.threads, run_options);
   std::vector<std::optional<coop::net::tcp_server>> servers(config.threads); // one per runtime thread
 
   coop::net::listen_options listen_options;
@@ -79,6 +82,7 @@ int run_fiber_server(const server_config& config) {
   for (unsigned i = 0; i < config.threads; ++i)
     serving.push_back(rt.spawn_on(i, [&, i] { serve_connections(*servers[i], config, stats); }));
   coop_app::announce_listening(endpoint);
+  coop_app::announce_admin(config.admin);
 
   int sig = wait_for_stop_signal(config, stats);
   auto deadline = clock::now() + config.drain_timeout;

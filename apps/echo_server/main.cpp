@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   namespace po = coop_app::po;
   const std::string name = "echo_server";
   int port = -1;
-  std::string host, mode, tls_cert, tls_key;
+  std::string host, mode, tls_cert, tls_key, admin;
   unsigned threads = 1;
   std::size_t max_connections = 0;
   double idle_timeout = 0, drain_timeout = 5, stats_interval = 0;
@@ -113,7 +113,9 @@ int main(int argc, char** argv) {
        "every SECONDS, print a 'stats:' line on stderr (0: never; at least 0.01)")
       ("tls-cert", po::value(&tls_cert)->value_name("FILE"),
        "serve TLS (fiber mode) with this certificate chain (PEM); needs --tls-key")
-      ("tls-key", po::value(&tls_key)->value_name("FILE"), "the certificate's private key (PEM, unencrypted)");
+      ("tls-key", po::value(&tls_key)->value_name("FILE"), "the certificate's private key (PEM, unencrypted)")
+      ("admin", po::value(&admin)->value_name("SOCKET"),
+       "serve /metrics and /fibers (fiber mode) on this Unix socket path or loopback HOST:PORT (coopctl)");
   // clang-format on
   coop_app::parse(argc, argv, name, summary, options);
 
@@ -130,6 +132,8 @@ int main(int argc, char** argv) {
   config.stats_interval = seconds_option("stats-interval", stats_interval);
   if (stats_interval != 0 && stats_interval < 0.01)
     coop_app::usage_error(name, "--stats-interval: must be 0 (off) or at least 0.01 seconds");
+  if (!admin.empty() && mode != "fiber") coop_app::usage_error(name, "--admin needs --mode fiber");
+  config.admin = admin;
   if (tls_cert.empty() != tls_key.empty()) coop_app::usage_error(name, "--tls-cert and --tls-key go together");
   if (!tls_cert.empty()) {
     if (mode != "fiber") coop_app::usage_error(name, "--tls-cert/--tls-key need --mode fiber");

@@ -26,6 +26,7 @@ struct server_config {
   /// Set: serve TLS with this context (--tls-cert/--tls-key; fiber mode only).
   /// Shared by every runtime thread; read-only once loaded.
   std::shared_ptr<boost::asio::ssl::context> tls;
+  std::string admin; ///< --admin: coop::run_options::admin_socket (fiber mode)
 };
 
 /// How long a TLS handshake may take when no --idle-timeout bounds it.

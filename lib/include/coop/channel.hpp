@@ -209,7 +209,7 @@ private:
     if (!block) return {channel_status::full, {}};
     detail::waiter w;
     w.payload = &item;
-    const detail::wait_info info{"channel push", this, -1, true};
+    const detail::wait_info info{wait_kind::channel, "channel push", this, -1, true};
     switch (senders_.wait(lk, w, info, ec, deadline)) {
     case detail::park_result::completed:
       return {w.status == sender_taken ? channel_status::success : channel_status::closed, {}};
@@ -251,7 +251,7 @@ private:
     if (!block) return {channel_status::empty, {}};
     detail::waiter w;
     w.payload = &out;
-    const detail::wait_info info{"channel pop", this, -1, true};
+    const detail::wait_info info{wait_kind::channel, "channel pop", this, -1, true};
     switch (receivers_.wait(lk, w, info, ec, deadline)) {
     case detail::park_result::completed:
       return {out ? channel_status::success : channel_status::closed, {}};

@@ -10,6 +10,7 @@
 #include <coop/fd.hpp>
 #include <coop/fiber_local.hpp>
 #include <coop/io.hpp>
+#include <coop/metrics.hpp>
 #include <coop/mutex.hpp>
 #include <coop/net/basic_listener.hpp>
 #include <coop/net/basic_stream.hpp>

@@ -3,6 +3,8 @@
 
 #include <cstddef>
 #include <ostream>
+#include <string>
+#include <vector>
 
 namespace coop {
 
@@ -45,5 +47,10 @@ std::size_t fiber_count();
 ///   std::cout << rt.fiber_count() << '\n';  // soon 0 again; coop::fiber_count() counts other runtimes too
 /// @endcode
 std::size_t this_runtime_fiber_count();
+
+/// The admin endpoints the process serves now (`run_options::admin_socket`,
+/// `COOP_ADMIN`), as bound: a Unix socket's path, or "127.0.0.1:41235"
+/// with the port the kernel picked for port 0.
+std::vector<std::string> admin_addresses();
 
 } // namespace coop

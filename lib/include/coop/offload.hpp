@@ -40,6 +40,8 @@ struct offload_stats {
   std::size_t threads = 0;     ///< pool threads alive now
   std::size_t idle = 0;        ///< of which waiting for work
   std::size_t queued = 0;      ///< jobs waiting for a thread
+  std::size_t running = 0;     ///< jobs being run
+  std::uint64_t completed = 0; ///< jobs taken off the queue and done with, since the process started
 };
 offload_stats get_offload_stats();
 

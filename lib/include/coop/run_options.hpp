@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <string>
 
 namespace coop {
 
@@ -63,6 +64,22 @@ struct run_options {
   /// `coop::dump_fibers(std::cerr)`, instead of ending the process. The
   /// previous SIGQUIT disposition comes back when the last such runtime ends.
   bool dump_on_sigquit = false;
+
+  /// Where to serve the admin endpoint (empty: nowhere, the default): a Unix
+  /// socket path ("/run/myserver/admin.sock") or a loopback "host:port"
+  /// ("127.0.0.1:9100", "[::1]:9100"; port 0: one the kernel picks, see
+  /// `coop::admin_addresses()`). The environment variable `COOP_ADMIN` sets
+  /// it for every runtime of the process. HTTP/1.1, from a thread of its own
+  /// (it answers while every runtime thread is stuck):
+  ///   - `GET /metrics`: `coop::write_prometheus`;
+  ///   - `GET /fibers`: every fiber as JSON (`docs/observability.md`);
+  ///   - `GET /fibers?format=text`: `coop::dump_fibers`.
+  /// One client at a time, 2 s for its whole exchange, requests of up to
+  /// 8 KiB. Runtimes that name the same address share the endpoint; it
+  /// closes (and a Unix socket's file is removed) when the last of them
+  /// ends. An address that cannot be served gets one line on stderr and the
+  /// runtime runs without it.
+  std::string admin_socket{};
 };
 
 } // namespace coop

@@ -39,6 +39,7 @@ void scheduler::awakened(context* ctx) noexcept {
     last_served_pick_[l] = picks_;
   }
   ctx->ready_link(queues_[l]);
+  worker_.counters.ready_queue.add();
 }
 
 scheduler::lane scheduler::lane_for(context* ctx, fiber_state& props) noexcept {
@@ -70,6 +71,7 @@ context* scheduler::pick_next() noexcept {
   // it still is; otherwise a live context, checked harmlessly): if its stack
   // has no guard region, an overflow ends here, before another fiber runs.
   check_stack_canary(worker_.current_context);
+  count_park();
   std::uint64_t now = ticks();
   if (now - last_dispatch_ >= poll_interval_ticks_ && has_ready_fibers()) {
     if (in_dispatcher()) {
@@ -78,6 +80,8 @@ context* scheduler::pick_next() noexcept {
       // queue, so a handler can ready any other fiber safely.
       last_dispatch_ = now;
       if (now - last_reactor_visit_ >= visit_interval_) {
+        // How late the visit is against the interval it meant to keep.
+        worker_.counters.reactor_lag.record(to_ns(now - last_reactor_visit_ - visit_interval_));
         visit_reactor(now);
         now = ticks();
       }
@@ -139,16 +143,21 @@ context* scheduler::resume(context* ctx, std::uint64_t now) noexcept {
   // What the watchdog needs to see stalls (lib/src/diagnostics/watchdog.cpp): a switch
   // happened, and to which fiber.
   worker_.switches.store(worker_.switches.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  worker_.counters.ready_queue.sub();
   if (ctx == dispatcher_) dispatcher_queued_ = false;
   auto* props = static_cast<fiber_state*>(ctx->get_properties());
   worker_.running.store(props->id, std::memory_order_relaxed);
   props->direct_io_streak = 0;
-  // Scheduling delay: noted when it passes the report threshold (rare), for
-  // the watchdog to report. A clock that went backwards counts as no delay.
-  const std::uint64_t report_ticks = worker_.delay_report_ticks.load(std::memory_order_relaxed);
-  if (report_ticks != 0 && props->id != 0 &&
-      static_cast<std::int64_t>(now - props->ready_since) >= static_cast<std::int64_t>(report_ticks))
-    worker_.note_delay(now - props->ready_since, props->id);
+  // Scheduling delay, for the metrics' histogram, and noted when it passes
+  // the report threshold (rare) for the watchdog to report. A clock that
+  // went backwards counts as no delay.
+  if (props->id != 0) {
+    const auto delay = static_cast<std::int64_t>(now - props->ready_since);
+    worker_.counters.scheduling_delay.record(delay > 0 ? to_ns(static_cast<std::uint64_t>(delay)) : 0);
+    const std::uint64_t report_ticks = worker_.delay_report_ticks.load(std::memory_order_relaxed);
+    if (report_ticks != 0 && delay >= static_cast<std::int64_t>(report_ticks))
+      worker_.note_delay(static_cast<std::uint64_t>(delay), props->id);
+  }
   worker_.current_context = ctx;
   // Not while wait_and_detach hands the queue to another algorithm: that
   // pops every context without resuming it.
@@ -170,7 +179,8 @@ void scheduler::suspend_until(clock::time_point const& tp) noexcept {
     return;
   }
   worker_.idle.store(true, std::memory_order_relaxed);
-  run_handlers(true, tp);
+  worker_.counters.reactor_visits.add();
+  worker_.counters.handlers_run.add(run_handlers(true, tp));
   worker_.idle.store(false, std::memory_order_relaxed);
   const std::uint64_t now = ticks();
   last_dispatch_ = last_reactor_visit_ = now;
@@ -180,7 +190,10 @@ void scheduler::suspend_until(clock::time_point const& tp) noexcept {
 
 void scheduler::visit_reactor(std::uint64_t now) noexcept {
   last_reactor_visit_ = now;
-  if (run_handlers(false, {}) != 0)
+  const std::size_t ran = run_handlers(false, {});
+  worker_.counters.reactor_visits.add();
+  worker_.counters.handlers_run.add(ran);
+  if (ran != 0)
     visit_interval_ = poll_interval_ticks_;
   else
     visit_interval_ = (std::min)(2 * visit_interval_, max_poll_interval_ticks_);
@@ -206,7 +219,16 @@ void scheduler::calibrate(std::uint64_t now) noexcept {
   lane_quantum_ticks_ = in_ticks(lane_quantum);
   lane_max_wait_ticks_ = in_ticks(lane_max_wait);
   visit_interval_ = poll_interval_ticks_;
+  ns_per_tick_ = 1.0 / per_ns;
   calibrated_ = true;
+}
+
+void scheduler::count_park() noexcept {
+  // The context switching out, when known: a fiber that began to wait has
+  // published what it waits on (park, coop/detail/park.hpp).
+  if (!worker_.current_known || !worker_.current_context) return;
+  const auto* props = static_cast<const fiber_state*>(worker_.current_context->get_properties());
+  if (props && props->snapshot.what.load(std::memory_order_relaxed)) worker_.counters.parks.add();
 }
 
 std::size_t scheduler::run_handlers(bool block, clock::time_point tp) noexcept {

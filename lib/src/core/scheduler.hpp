@@ -120,6 +120,12 @@ private:
   /// Measures ticks() against steady_clock until `calibration_time` has
   /// passed, then sets the intervals in ticks from the measured rate.
   void calibrate(std::uint64_t now) noexcept;
+  /// Counts a park when the context switching out began to wait.
+  void count_park() noexcept;
+  /// `ticks` in nanoseconds (as at 1 GHz until calibrated).
+  std::uint64_t to_ns(std::uint64_t ticks) const noexcept {
+    return static_cast<std::uint64_t>(static_cast<double>(ticks) * ns_per_tick_);
+  }
   /// Takes `ctx` (just unlinked from its queue) as the next to run.
   boost::fibers::context* resume(boost::fibers::context* ctx, std::uint64_t now) noexcept;
 
@@ -155,6 +161,7 @@ private:
   std::uint64_t calibration_ticks_ = 0; ///< ticks() at the calibration's start (0: not started)
   std::chrono::steady_clock::time_point calibration_start_{};
   bool calibrated_ = false;
+  double ns_per_tick_ = 1.0;
 };
 
 } // namespace coop::detail

@@ -164,6 +164,7 @@ boost::context::stack_context stack_pool::allocate() {
     if (!cache->empty()) {
       auto s = cache->back();
       cache->pop_back();
+      cached_.sub();
       last_canary_ = canary_of(s);
       return s;
     }
@@ -197,6 +198,8 @@ boost::context::stack_context stack_pool::allocate() {
     if (guard == guard_kind::mprotect) mprotect_guards.fetch_sub(1, std::memory_order_relaxed);
     throw;
   }
+  mapped_.add();
+  if (guard == guard_kind::none) unguarded_.add();
   last_canary_ = canary_of(sctx);
   return sctx;
 }
@@ -204,6 +207,7 @@ boost::context::stack_context stack_pool::allocate() {
 void stack_pool::deallocate(boost::context::stack_context& sctx) noexcept {
   try {
     (free_.size() < max_cached_ ? free_ : excess_).push_back(sctx);
+    cached_.add();
   } catch (...) {
     release(sctx);
   }
@@ -213,6 +217,7 @@ void stack_pool::trim(std::size_t n) noexcept {
   for (; n > 0 && !excess_.empty(); --n) {
     release(excess_.back());
     excess_.pop_back();
+    cached_.sub();
   }
 }
 
@@ -228,6 +233,8 @@ void stack_pool::release(boost::context::stack_context& sctx) noexcept {
   if (it->second.valgrind_id) VALGRIND_STACK_DEREGISTER(it->second.valgrind_id);
 #endif
   if (it->second.guard == guard_kind::mprotect) mprotect_guards.fetch_sub(1, std::memory_order_relaxed);
+  if (it->second.guard == guard_kind::none) unguarded_.sub();
+  mapped_.sub();
   mappings_.erase(it);
 }
 

@@ -1,6 +1,8 @@
 // coop/detail/stack_pool.hpp — per-thread pool of fiber stacks.
 #pragma once
 
+#include "core/counters.hpp"
+
 #include <coop/detail/fiber_state.hpp>
 
 #include <boost/context/stack_context.hpp>
@@ -77,6 +79,13 @@ public:
   void trim(std::size_t n) noexcept;
   static constexpr std::size_t trim_batch = 32;
 
+  /// For coop::metrics_snapshot, from any thread: stacks mapped, of which
+  /// cached unused, and of which without a guard region.
+  struct counts {
+    std::uint64_t mapped, cached, unguarded;
+  };
+  counts count() const noexcept { return {mapped_.get(), cached_.get(), unguarded_.get()}; }
+
   /// True when `addr` lies in the guard region of one of this pool's stacks.
   /// Called from the SIGSEGV handler on the pool's own thread.
   bool in_guard_region(const void* addr) const noexcept;
@@ -103,6 +112,7 @@ private:
   std::vector<boost::context::stack_context> free_;
   std::vector<boost::context::stack_context> excess_; ///< beyond max_cached_: to unmap (still usable)
   std::map<std::uintptr_t, mapping> mappings_;        ///< by the mapping's lowest address
+  owned_counter mapped_, cached_, unguarded_;         ///< see `count()`
 };
 
 /// For tests: whether stacks may get `MADV_GUARD_INSTALL` guards, and how

@@ -44,7 +44,7 @@ task_base::~task_base() {
 park_result task_base::wait(boost::system::error_code& ec, steady_time deadline) {
   if (fiber_state* self = current_fiber_state(); self && self->task == this)
     throw usage_error("coop::task::join: a fiber cannot wait for itself");
-  const wait_info info{"join", this, -1, true};
+  const wait_info info{wait_kind::join, "join", this, -1, true};
   waiter w;
   return sync_wait(lock_, waiters_, w, info, deadline, ec, [&] { return done_; });
 }

@@ -13,7 +13,7 @@ void task_group::left(std::list<task<void>>::iterator it) noexcept {
 
 detail::park_result task_group::wait(boost::system::error_code& ec, detail::steady_time deadline) noexcept {
   // Members leave on this thread, so emptiness cannot change before we queue.
-  const detail::wait_info info{"task_group join", this, -1, true};
+  const detail::wait_info info{wait_kind::join, "task_group join", this, -1, true};
   while (!members_.empty()) {
     detail::spinlock_lock lk(lock_);
     detail::waiter w;
@@ -31,7 +31,7 @@ void task_group::join(boost::system::error_code& ec) {
 void task_group::wait_size_below(std::size_t limit, boost::system::error_code& ec) {
   if (limit == 0) throw usage_error("coop::task_group::wait_size_below: the limit must be at least 1");
   if (detail::current_wait_context().checkpoint(ec)) return;
-  const detail::wait_info info{"task_group room", this, -1, true};
+  const detail::wait_info info{wait_kind::join, "task_group room", this, -1, true};
   // Members leave on this thread, so the size cannot change before we queue.
   while (members_.size() >= limit) {
     detail::spinlock_lock lk(lock_);

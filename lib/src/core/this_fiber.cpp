@@ -23,7 +23,7 @@ void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::
     if (detail::current_fiber_state()) detail::yield_now();
     return;
   }
-  static const detail::wait_info info{"sleep"};
+  static const detail::wait_info info{wait_kind::sleep, "sleep"};
   detail::spinlock unused;
   detail::spinlock_lock lk(unused);
   detail::time_site site;

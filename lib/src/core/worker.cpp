@@ -1,5 +1,6 @@
 #include "core/worker.hpp"
 #include "core/scheduler.hpp"
+#include "diagnostics/admin.hpp"
 #include "diagnostics/watchdog.hpp"
 #include <coop/timeout.hpp>
 
@@ -40,6 +41,7 @@ void worker::attach() {
   thread = ::pthread_self();
   install_overflow_handler();
   watch_worker(*this);
+  admin = hold_admin_endpoint(options.admin_socket);
 }
 
 void worker::adopt(fiber_state& fs) noexcept {
@@ -67,7 +69,7 @@ void worker::forget(fiber_state& fs) noexcept {
 
 void worker::wait_and_detach(bool until_stopped) {
   until_stopped_ = until_stopped;
-  static const wait_info info{"runtime end"};
+  static const wait_info info{wait_kind::other, "runtime end"};
   // The main context waits through park like every fiber; nothing interrupts it.
   while (live_fibers != 0 || (until_stopped_ && !stop_requested_)) {
     wait_context& wc = current_wait_context();
@@ -83,6 +85,7 @@ void worker::wait_and_detach(bool until_stopped) {
   // Let the dispatcher release the contexts of fibers that just ended, so
   // their stacks go back to the pool while this worker still exists.
   yield_now();
+  admin.reset();
   unwatch_worker(*this);
   detaching = true;
   current_known = false;
@@ -107,6 +110,7 @@ void worker::note_delay(std::uint64_t delay, std::uint64_t id) noexcept {
 
 void worker::fiber_finished() noexcept {
   --live_fibers;
+  counters.finished.add();
   wake_main_if_done();
 }
 

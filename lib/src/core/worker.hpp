@@ -1,6 +1,7 @@
 // coop/detail/worker.hpp — one runtime thread: its io_context, scheduler and stacks.
 #pragma once
 
+#include "core/counters.hpp"
 #include "core/stack_pool.hpp"
 #include <coop/detail/fiber_state.hpp>
 #include <coop/detail/park.hpp>
@@ -105,6 +106,11 @@ struct worker {
   /// a fiber that ends meanwhile.
   fiber_state* registry_cursor = nullptr;
   worker_watch watch;
+  /// What coop::metrics_snapshot reports (lib/src/diagnostics/metrics.cpp).
+  worker_counters counters;
+  /// This thread's hold on the admin endpoint (`run_options::admin_socket`)
+  /// from `attach` to `wait_and_detach`; null when there is none.
+  std::shared_ptr<void> admin;
 
   /// Registers a fiber launched on this worker (on its thread); the
   /// fiber_state's destructor unregisters it.
@@ -137,7 +143,10 @@ struct worker {
   /// wait `delay` ticks, at or over `delay_report_ticks`.
   void note_delay(std::uint64_t delay, std::uint64_t id) noexcept;
 
-  void fiber_started() noexcept { ++live_fibers; }
+  void fiber_started() noexcept {
+    ++live_fibers;
+    counters.spawned.add();
+  }
   void fiber_finished() noexcept;
 
 private:

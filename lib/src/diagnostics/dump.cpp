@@ -12,11 +12,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <iomanip>
 #include <map>
 #include <mutex>
 #include <ostream>
 #include <sstream>
+#include <string_view>
 
 namespace coop::detail {
 
@@ -113,9 +115,10 @@ thread_rows snapshot(worker& w) {
       [&](const fiber_state& fs) {
         const wait_snapshot& s = fs.snapshot;
         const char* what = s.what.load(std::memory_order_acquire);
-        t.fibers.push_back({fs.id, fs.name, fs.task, what, s.object.load(std::memory_order_relaxed),
-                            s.fd.load(std::memory_order_relaxed), s.since_ns.load(std::memory_order_relaxed),
-                            s.until.load(std::memory_order_relaxed), s.internal.load(std::memory_order_relaxed)});
+        t.fibers.push_back({fs.id, fs.name, fs.task, what, s.kind.load(std::memory_order_relaxed),
+                            s.object.load(std::memory_order_relaxed), s.fd.load(std::memory_order_relaxed),
+                            s.since_ns.load(std::memory_order_relaxed), s.until.load(std::memory_order_relaxed),
+                            s.internal.load(std::memory_order_relaxed)});
         return true;
       },
       [&] { // room for a batch, made without the lock
@@ -125,15 +128,44 @@ thread_rows snapshot(worker& w) {
   return t;
 }
 
-std::string format_dump(const std::vector<thread_rows>& rows) {
-  using clock = std::chrono::steady_clock;
+state_counts count_states(worker& w) {
+  state_counts c;
+  const bool idle = w.idle.load(std::memory_order_relaxed);
+  const std::uint64_t running = w.running.load(std::memory_order_relaxed);
+  walk_registry(
+      w,
+      [&](const fiber_state& fs) {
+        ++c.fibers;
+        if (fs.snapshot.what.load(std::memory_order_acquire))
+          ++c.parked[static_cast<std::size_t>(fs.snapshot.kind.load(std::memory_order_relaxed))];
+        else if (!idle && fs.id == running)
+          c.running = 1;
+        return true;
+      },
+      [] {});
+  return c;
+}
+
+namespace {
+
+/// The fibers of `rows` by their task (what a join waits on), and how many there are.
+std::map<const void*, std::uint64_t> fibers_by_task(const std::vector<thread_rows>& rows, std::size_t& total) {
   std::map<const void*, std::uint64_t> fiber_of_task;
-  std::size_t total = 0;
+  total = 0;
   for (const auto& t : rows) {
     total += t.fibers.size();
     for (const auto& f : t.fibers)
       if (f.task) fiber_of_task[f.task] = f.id;
   }
+  return fiber_of_task;
+}
+
+} // namespace
+
+std::string format_dump(const std::vector<thread_rows>& rows) {
+  using clock = std::chrono::steady_clock;
+  std::size_t total = 0;
+  const auto fiber_of_task = fibers_by_task(rows, total);
   const std::int64_t now_ns = coarse_now_ns();
   const auto now = clock::now().time_since_epoch().count();
   std::ostringstream out;
@@ -172,15 +204,94 @@ std::string format_dump(const std::vector<thread_rows>& rows) {
   return out.str();
 }
 
-std::string dump_all() {
+namespace {
+
+/// `format(rows)` over a snapshot of every watched runtime thread.
+template <class Format> std::string over_all(Format format) {
   std::string text;
   with_watched_workers([&](std::span<worker* const> workers) {
     std::vector<thread_rows> rows;
     for (worker* w : workers)
       rows.push_back(snapshot(*w));
-    text = format_dump(rows);
+    text = format(rows);
   });
   return text;
+}
+
+/// `s` as a JSON string, quotes included.
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+void append_seconds(std::string& out, double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f", s);
+  out += buf;
+}
+
+} // namespace
+
+std::string dump_all() {
+  return over_all([](const std::vector<thread_rows>& rows) { return format_dump(rows); });
+}
+
+std::string dump_all_json() {
+  return over_all([](const std::vector<thread_rows>& rows) { return format_dump_json(rows); });
+}
+
+std::string format_dump_json(const std::vector<thread_rows>& rows) {
+  using clock = std::chrono::steady_clock;
+  std::size_t total = 0;
+  const auto fiber_of_task = fibers_by_task(rows, total);
+  const std::int64_t now_ns = coarse_now_ns();
+  const auto now = clock::now().time_since_epoch().count();
+  std::string out;
+  out.reserve(160 * total + 16);
+  out += '[';
+  bool first = true;
+  for (const auto& t : rows)
+    for (const auto& f : t.fibers) {
+      out += first ? "\n" : ",\n";
+      first = false;
+      out += "{\"id\":" + std::to_string(f.id) + ",\"name\":";
+      append_json_string(out, f.name);
+      out += ",\"runtime\":" + std::to_string(t.w->group_number) + ",\"thread\":" + std::to_string(t.w->index);
+      if (!f.what) {
+        out += f.id == t.running && !t.idle ? ",\"state\":\"running\"}" : ",\"state\":\"ready\"}";
+        continue;
+      }
+      out += ",\"state\":\"waiting\",\"wait\":\"";
+      out += to_string(f.kind);
+      out += "\",\"what\":";
+      append_json_string(out, f.what);
+      if (f.fd >= 0) out += ",\"fd\":" + std::to_string(f.fd);
+      if (auto it = fiber_of_task.find(f.object); f.object && it != fiber_of_task.end())
+        out += ",\"fiber\":" + std::to_string(it->second);
+      out += ",\"waiting_seconds\":";
+      append_seconds(out, static_cast<double>(std::max<std::int64_t>(0, now_ns - f.since_ns)) / 1e9);
+      if (f.until != no_deadline.time_since_epoch().count()) {
+        out += ",\"until_seconds\":";
+        append_seconds(out, static_cast<double>(std::max<steady_time::rep>(0, f.until - now)) * clock::period::num /
+                                clock::period::den);
+      }
+      out += '}';
+    }
+  out += "\n]\n";
+  return out;
 }
 
 std::string fiber_label(worker& w, std::uint64_t id) {

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <coop/detail/deadline.hpp>
+#include <coop/metrics.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -19,6 +21,7 @@ struct fiber_row {
   std::string name;
   const void* task;
   const char* what; // null: not waiting
+  wait_kind kind;
   const void* object;
   int fd;
   std::int64_t since_ns;
@@ -38,12 +41,26 @@ struct thread_rows {
 /// watchdog's mutex (as for fiber_label).
 thread_rows snapshot(worker& w);
 
+/// The live fibers of `w` by state, counted a batch per hold of its
+/// registry lock (as `snapshot`, without copying them). The caller holds
+/// the watchdog's mutex.
+struct state_counts {
+  std::uint64_t fibers = 0;
+  std::uint64_t running = 0;
+  std::array<std::uint64_t, wait_kinds> parked{};
+};
+state_counts count_states(worker& w);
+
 /// The dump's text for the threads in `rows` (see coop::dump_fibers).
 std::string format_dump(const std::vector<thread_rows>& rows);
 
 /// The dump of every watched runtime thread: what coop::dump_fibers and
 /// SIGQUIT print.
 std::string dump_all();
+
+/// The same as a JSON array, one object per fiber (docs/observability.md).
+std::string format_dump_json(const std::vector<thread_rows>& rows);
+std::string dump_all_json();
 
 /// "fiber 12 \"name\"" for a fiber of `w` (its name looked up a few
 /// fibers per hold of the registry lock), or what id 0 stands for.

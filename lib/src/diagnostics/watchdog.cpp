@@ -337,6 +337,7 @@ private:
     auto switches = w.switches.load(std::memory_order_relaxed);
     bool idle = w.idle.load(std::memory_order_relaxed);
     if (switches != watch.switches) {
+      if (watch.stall_reported) note_stall_length(w, now - watch.busy_since); // the stall ended
       watch.switches = switches;
       watch.busy_since = watch.quiet_since = now;
       watch.busy_since_cpu_ns = thread_cpu_ns(w.thread);
@@ -344,6 +345,7 @@ private:
       return;
     }
     if (idle) {
+      if (watch.stall_reported) note_stall_length(w, now - watch.busy_since);
       watch.busy_since = now;
       watch.busy_since_cpu_ns = thread_cpu_ns(w.thread);
       watch.stall_reported = false;
@@ -362,7 +364,16 @@ private:
     char state = thread_state(watch.tid);
     if (state == 'R' && used >= 0 && used < std::chrono::nanoseconds(threshold).count()) return;
     watch.stall_reported = true;
+    w.counters.stalls.add();
+    note_stall_length(w, now - watch.busy_since);
     report_stall(w, now - watch.busy_since, used, state);
+  }
+
+  /// The metrics' longest stall: a stall is measured when reported, and
+  /// again when it ends (to within the watchdog's look interval).
+  static void note_stall_length(worker& w, clock::duration d) noexcept {
+    const auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+    if (ns > w.counters.longest_stall_ns.get()) w.counters.longest_stall_ns.set(ns);
   }
 
   /// Reports the stall of `w` (`ran` without a switch, `used_ns` of CPU
@@ -535,6 +546,7 @@ run_options with_environment(run_options opts) {
   opts.stall_threshold = env_ms("COOP_STALL_MS", opts.stall_threshold);
   opts.deadlock_threshold = env_ms("COOP_DEADLOCK_MS", opts.deadlock_threshold);
   opts.scheduling_delay_threshold = env_ms("COOP_SCHED_DELAY_MS", opts.scheduling_delay_threshold);
+  if (const char* admin = std::getenv("COOP_ADMIN"); admin && *admin) opts.admin_socket = admin;
   return opts;
 }
 

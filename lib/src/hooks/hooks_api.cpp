@@ -3,6 +3,7 @@
 // calls make, and the offload its name lookups use. Each is one public coop call; errors become errno values, as
 // C callers expect them.
 #include "hooks/hooks_api.hpp"
+#include "net/fd_table.hpp"
 
 #include <coop/detail/fiber_state.hpp>
 #include <coop/error.hpp>
@@ -40,8 +41,7 @@ int in_fiber() {
 
 int wait_fd(int fd, int for_write, long long deadline_ns) {
   boost::system::error_code ec;
-  const bool ready = for_write ? coop::wait_writable_until(fd, from_ns(deadline_ns), ec)
-                               : coop::wait_readable_until(fd, from_ns(deadline_ns), ec);
+  const bool ready = coop::detail::wait_fd_for_hooks(fd, for_write != 0, from_ns(deadline_ns), ec);
   if (ready) return 0;
   return ec ? errno_of(ec) : EAGAIN;
 }

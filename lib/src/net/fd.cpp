@@ -211,7 +211,7 @@ namespace {
 /// `ec` set on an error or interruption, with `ec` clear when `deadline`
 /// passed first. Looks with one `poll` (timeout 0) before parking: the
 /// caller has not just seen EAGAIN.
-bool wait_fd(int fd, bool for_write, steady_time deadline, boost::system::error_code& ec) {
+bool wait_fd(int fd, bool for_write, steady_time deadline, boost::system::error_code& ec, bool hooked = false) {
   ec.clear();
   if (fd < 0) {
     ec = boost::asio::error::bad_descriptor;
@@ -227,7 +227,9 @@ bool wait_fd(int fd, bool for_write, steady_time deadline, boost::system::error_
   fd_table& table = table_of(*fs->owner);
   std::shared_ptr<fd_entry> e = table.entry(fd, ec);
   if (!e) return false;
-  const wait_info info{for_write ? "writable" : "readable", nullptr, fd};
+  static constexpr const char* labels[2][2] = {{"readable", "writable"}, {"hooked read", "hooked write"}};
+  const wait_kind kind = hooked ? wait_kind::hooked : for_write ? wait_kind::write : wait_kind::read;
+  const wait_info info{kind, labels[hooked][for_write], nullptr, fd};
   const ready_result r =
       park_until_ready(*fs, table.reactor(), e->registered_fd, e->data, for_write, deadline, info, ec);
   table.done(e);
@@ -252,6 +254,10 @@ bool wait_until_or_throw(int fd, bool for_write, steady_time deadline, const cha
 }
 
 } // namespace
+
+bool wait_fd_for_hooks(int fd, bool for_write, steady_time deadline, boost::system::error_code& ec) {
+  return wait_fd(fd, for_write, deadline, ec, true);
+}
 
 // --- fd_entry, fd_table --------------------------------------------------
 

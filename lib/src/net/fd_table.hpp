@@ -112,4 +112,9 @@ ready_result park_until_ready(fiber_state& fs, fd_entry::reactor& r, int fd,
 /// The reactor of `w`'s io_context.
 fd_entry::reactor& reactor_of(worker& w);
 
+/// `coop::wait_readable_until` (or `wait_writable_until`) for coop::hooks:
+/// the same wait, shown as a hooked call ("hooked read", `wait_kind::hooked`).
+bool wait_fd_for_hooks(int fd, bool for_write, std::chrono::steady_clock::time_point deadline,
+                       boost::system::error_code& ec);
+
 } // namespace coop::detail

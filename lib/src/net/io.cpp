@@ -15,7 +15,7 @@ int wait_for_signal(std::initializer_list<int> signals, boost::system::error_cod
   boost::asio::signal_set set(fs.owner->io);
   for (int s : signals)
     set.add(s);
-  static const detail::wait_info info{"signal"};
+  static const detail::wait_info info{wait_kind::signal, "signal"};
   return set.async_wait(detail::yield_for(info, ec));
 }
 

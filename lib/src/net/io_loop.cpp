@@ -94,7 +94,10 @@ io_call begin_io(const boost::asio::any_io_executor& ex, const char* what, boost
 
 bool wait_io(const io_call& call, io_handle h, const io_kind& kind, const void* object, boost::system::error_code& ec) {
   if (!call.fiber) return wait_ready(h.fd, kind.for_write, ec);
-  const wait_info info{kind.label, object, h.fd};
+  const wait_kind wait = kind.wait != wait_kind::other ? kind.wait
+                         : kind.for_write              ? wait_kind::write
+                                                       : wait_kind::read;
+  const wait_info info{wait, kind.label, object, h.fd};
   auto& data = *static_cast<fd_entry::reactor::per_descriptor_data*>(h.registration);
   return park_until_ready(*call.fiber, reactor_of(*call.fiber->owner), h.fd, data, kind.for_write, no_deadline, info,
                           ec) == ready_result::ready;

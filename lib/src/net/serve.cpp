@@ -1,3 +1,4 @@
+#include "core/worker.hpp"
 #include <coop/net/serve.hpp>
 #include <coop/this_fiber.hpp>
 
@@ -27,6 +28,7 @@ std::optional<net::basic_stream<Protocol>> accept_for_serve(net::basic_listener<
     boost::system::error_code ec;
     net::basic_stream<Protocol> stream = listener.accept(ec);
     if (!ec) {
+      if (worker* w = current_worker()) w->counters.serve_accepted.add();
       if (delay.count() != 0 && options.on_accept_error) options.on_accept_error({});
       return stream;
     }
@@ -39,6 +41,18 @@ std::optional<net::basic_stream<Protocol>> accept_for_serve(net::basic_listener<
     coop::sleep_for(delay, ec);
     if (ec) return std::nullopt;
   }
+}
+
+serve_connection_count::serve_connection_count() noexcept : worker_(current_worker()) {
+  if (worker_) static_cast<worker*>(worker_)->counters.serve_open.add();
+}
+
+serve_connection_count::~serve_connection_count() {
+  if (worker_) static_cast<worker*>(worker_)->counters.serve_open.sub();
+}
+
+void note_serve_limit_wait() noexcept {
+  if (worker* w = current_worker()) w->counters.serve_limit_waits.add();
 }
 
 template std::optional<net::tcp_stream> accept_for_serve(net::tcp_listener&, const net::serve_options&);

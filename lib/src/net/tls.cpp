@@ -493,6 +493,12 @@ tls_stream::tls_stream(tcp_stream tcp, ssl::context& ctx)
   session_->fd = socket_.native_handle();
 }
 
+/// The waits of a TLS call (either direction: see `drive_io`).
+constexpr coop::detail::io_kind tls_read{"tls read", false, coop::detail::direct_io_budget};
+constexpr coop::detail::io_kind tls_write{"tls write", true, 0};
+constexpr coop::detail::io_kind tls_handshake{"tls handshake", false, 0};
+constexpr coop::detail::io_kind tls_shutdown{"tls shutdown", false, 0};
+
 tls_stream::~tls_stream() = default;
 
 SSL* tls_stream::native_handle() const noexcept {
@@ -504,8 +510,8 @@ std::size_t tls_stream::read(void* data, std::size_t size, boost::system::error_
   if (ec) return 0;
   std::size_t got = 0;
   coop::detail::drive_io(
-      call, coop::detail::handle_of(socket_), "tls read", coop::detail::direct_io_budget, this,
-      [&] { return session_->read_step(data, size, got, ec); }, ec);
+      call, coop::detail::handle_of(socket_), tls_read, this, [&] { return session_->read_step(data, size, got, ec); },
+      ec);
   return ec ? 0 : got;
 }
 
@@ -514,7 +520,7 @@ std::size_t tls_stream::write(const iovec* v, std::size_t count, boost::system::
   if (ec) return 0;
   std::size_t written = 0;
   coop::detail::drive_io(
-      call, coop::detail::handle_of(socket_), "tls write", 0, this,
+      call, coop::detail::handle_of(socket_), tls_write, this,
       [&] { return session_->write_step(v, count, written, ec); }, ec);
   return ec ? 0 : written;
 }
@@ -527,15 +533,14 @@ void tls_stream::handshake(ssl::stream_base::handshake_type type, boost::system:
   else
     SSL_set_accept_state(session_->ssl);
   coop::detail::drive_io(
-      call, coop::detail::handle_of(socket_), "tls handshake", 0, this, [&] { return session_->handshake_step(ec); },
-      ec);
+      call, coop::detail::handle_of(socket_), tls_handshake, this, [&] { return session_->handshake_step(ec); }, ec);
 }
 
 void tls_stream::shutdown(boost::system::error_code& ec) {
   const coop::detail::io_call call = begin_tls(socket_, *session_, "coop::net::tls_stream::shutdown", ec);
   if (ec) return;
   coop::detail::drive_io(
-      call, coop::detail::handle_of(socket_), "tls shutdown", 0, this, [&] { return session_->shutdown_step(ec); }, ec);
+      call, coop::detail::handle_of(socket_), tls_shutdown, this, [&] { return session_->shutdown_step(ec); }, ec);
 }
 
 coop::detail::io_want tls_stream::async_step(bool is_write, void* data, std::size_t size, std::size_t& done,

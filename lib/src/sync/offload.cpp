@@ -90,7 +90,7 @@ public:
 
   offload_stats stats() {
     std::unique_lock lk(m_);
-    return {max_threads_, threads_.size(), idle_, queue_.size()};
+    return {max_threads_, threads_.size(), idle_, queue_.size(), running_, completed_};
   }
 
 private:
@@ -126,10 +126,13 @@ private:
       if (!queue_.empty()) {
         std::shared_ptr<offload_job> job = std::move(queue_.front());
         queue_.pop_front();
+        ++running_;
         lk.unlock();
         job->execute();
         job.reset(); // an abandoned job's result dies here
         lk.lock();
+        --running_;
+        ++completed_;
         continue;
       }
       if (stopping_) break;
@@ -158,6 +161,8 @@ private:
   std::list<std::thread> threads_;  ///< live threads
   std::vector<std::thread> exited_; ///< threads that left, to join
   std::size_t idle_ = 0;            ///< threads waiting in work_cv_
+  std::size_t running_ = 0;         ///< jobs being run
+  std::uint64_t completed_ = 0;     ///< jobs run (or dropped, when abandoned before they started)
   std::size_t max_threads_ = default_thread_bound();
   std::chrono::milliseconds idle_timeout_{offload_options{}.idle_timeout};
   std::uint64_t settings_version_ = 0; ///< bumped by configure()
@@ -216,7 +221,7 @@ void run_offload(const std::shared_ptr<offload_job>& job, boost::system::error_c
     return;
   }
   pool().submit(job);
-  const wait_info info{"offload", job.get()};
+  const wait_info info{wait_kind::offload, "offload", job.get()};
   spinlock_lock lk(job->lock_);
   offload_site site{*job};
   park(wc, lk, site, info, no_deadline, ec);

@@ -36,7 +36,7 @@ bool event::is_set() const noexcept {
 }
 
 detail::park_result event::wait_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"event wait", this, -1, true};
+  const detail::wait_info info{wait_kind::sync, "event wait", this, -1, true};
   detail::waiter w;
   return detail::sync_wait(lock_, waiters_, w, info, deadline, ec, [&] { return set_; });
 }
@@ -64,7 +64,7 @@ bool event::wait_until(std::chrono::steady_clock::time_point deadline) {
 // --- semaphore -----------------------------------------------------------------------
 
 detail::park_result semaphore::acquire_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"semaphore acquire", this, -1, true};
+  const detail::wait_info info{wait_kind::sync, "semaphore acquire", this, -1, true};
   detail::waiter w; // completed = a release handed it a unit
   return detail::sync_wait(lock_, waiters_, w, info, deadline, ec, [&] {
     if (count_ == 0) return false;
@@ -197,7 +197,7 @@ detail::park_result mutex::lock_slow(detail::wait_context& self, std::uintptr_t 
       if (s & queued) break;
     }
   }
-  const detail::wait_info info{"mutex lock", this, -1, true};
+  const detail::wait_info info{wait_kind::sync, "mutex lock", this, -1, true};
   detail::waiter w;
   w.payload = &self; // the new holder, set by unlock() when it hands over
   detail::spinlock_lock lk(lock_);
@@ -300,7 +300,7 @@ std::ptrdiff_t wait_group::count() const noexcept {
 }
 
 detail::park_result wait_group::wait_impl(detail::steady_time deadline, boost::system::error_code& ec) {
-  const detail::wait_info info{"wait_group wait", this, -1, true};
+  const detail::wait_info info{wait_kind::sync, "wait_group wait", this, -1, true};
   detail::waiter w;
   return detail::sync_wait(lock_, waiters_, w, info, deadline, ec, [&] { return count_ == 0; });
 }
@@ -366,7 +366,7 @@ void async_result_base::rethrow_error() const {
 }
 
 park_result async_result_base::wait_impl(steady_time deadline, boost::system::error_code& ec) {
-  const wait_info info{"async_result wait", this};
+  const wait_info info{wait_kind::sync, "async_result wait", this};
   waiter w;
   return sync_wait(lock_, waiters_, w, info, deadline, ec, [&] { return state_ == state::ready; });
 }

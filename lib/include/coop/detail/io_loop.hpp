@@ -44,13 +44,16 @@ struct io_kind {
   /// keep the thread's other fibers from running. Writes are not: a
   /// request–response fiber is counted once per request, by its read.
   std::uint32_t batch;
+  /// How its waits count in the metrics; `other`: `read` or `write` by the
+  /// direction of each wait.
+  wait_kind wait = wait_kind::other;
 };
 inline constexpr io_kind io_read{"read", false, direct_io_budget};
 inline constexpr io_kind io_write{"write", true, 0};
 inline constexpr io_kind io_receive{"receive", false, direct_io_budget};
 inline constexpr io_kind io_send{"send", true, 0};
-inline constexpr io_kind io_accept{"accept", false, accept_batch};
-inline constexpr io_kind io_connect{"connect", true, 0};
+inline constexpr io_kind io_accept{"accept", false, accept_batch, wait_kind::accept};
+inline constexpr io_kind io_connect{"connect", true, 0, wait_kind::connect};
 
 /// One call in progress: who makes it, and the flags its system calls take.
 struct io_call {
@@ -87,21 +90,21 @@ enum class io_want : unsigned char {
 
 /// The loop every socket call of coop runs: `step()` tries the call once
 /// without blocking; when it says what it waits for, the fiber parks until
-/// the socket is ready for that (`wait_io`, labelled `label` in
+/// the socket is ready for that (`wait_io`, labelled `kind.label` in
 /// `dump_fibers`) and steps again. A call that ends without an error counts
-/// against the fiber's `batch` (`io_kind::batch`). The socket calls below
-/// step one system call; TLS steps OpenSSL (lib/src/net/tls.cpp), whose
-/// record layer may want either direction whatever the call.
+/// against the fiber's `kind.batch`. The socket calls below step one system
+/// call; TLS steps OpenSSL (lib/src/net/tls.cpp), whose record layer may
+/// want either direction whatever the call (`kind.for_write` is not used).
 template <class Step>
-void drive_io(const io_call& call, io_handle h, const char* label, std::uint32_t batch, const void* object, Step&& step,
+void drive_io(const io_call& call, io_handle h, const io_kind& kind, const void* object, Step&& step,
               boost::system::error_code& ec) {
   for (;;) {
     const io_want want = step();
     if (want == io_want::nothing) {
-      if (!ec && call.fiber && batch != 0) count_direct_io(*call.fiber, batch);
+      if (!ec && call.fiber && kind.batch != 0) count_direct_io(*call.fiber, kind.batch);
       return;
     }
-    if (!wait_io(call, h, io_kind{label, want == io_want::write, batch}, object, ec)) return;
+    if (!wait_io(call, h, io_kind{kind.label, want == io_want::write, kind.batch, kind.wait}, object, ec)) return;
   }
 }
 
@@ -115,7 +118,7 @@ std::size_t io_loop(const io_call& call, io_handle h, const io_kind& kind, const
                     boost::system::error_code& ec) {
   std::size_t n = 0;
   drive_io(
-      call, h, kind.label, kind.batch, object,
+      call, h, kind, object,
       [&] {
         for (;;) {
           const ssize_t r = attempt(call.flags);

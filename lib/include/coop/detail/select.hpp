@@ -178,7 +178,7 @@ std::optional<select_result> select_impl(bool block, boost::system::error_code& 
   }
   unlock_all();
 
-  static const wait_info info{"select", nullptr, -1, true};
+  static const wait_info info{wait_kind::select, "select", nullptr, -1, true};
   switch (st.wait(info, own_deadline, ec)) {
   case park_result::interrupted:
     return std::nullopt;

@@ -4,6 +4,7 @@
 
 #include <coop/detail/deadline.hpp>
 #include <coop/error.hpp>
+#include <coop/metrics.hpp>
 
 #include <boost/fiber/waker.hpp>
 
@@ -27,9 +28,10 @@ struct timeout_node {
 /// diagnostics such as a fiber dump). Points to static strings and objects
 /// that outlive the wait.
 struct wait_info {
-  const char* what = "";        ///< "channel pop", "read", "sleep", ...
-  const void* object = nullptr; ///< the channel, task, socket... waited on
-  int fd = -1;                  ///< the descriptor, for socket waits
+  wait_kind kind = wait_kind::other; ///< for the metrics' fibers by wait
+  const char* what = "";             ///< "channel pop", "read", "sleep", ...
+  const void* object = nullptr;      ///< the channel, task, socket... waited on
+  int fd = -1;                       ///< the descriptor, for socket waits
   /// Only another fiber of the runtime can end this wait (a channel, a lock,
   /// a join): what the deadlock report looks for. I/O, timers, signals and
   /// offloaded work are not.
@@ -46,6 +48,7 @@ std::int64_t coarse_now_ns() noexcept;
 /// may see a mix of two successive waits, never freed memory.
 struct wait_snapshot {
   std::atomic<const char*> what{nullptr}; ///< null while not waiting
+  std::atomic<wait_kind> kind{wait_kind::other};
   std::atomic<const void*> object{nullptr};
   std::atomic<int> fd{-1};
   std::atomic<bool> internal{false};
@@ -130,6 +133,7 @@ public:
   /// while it must not be interrupted).
   void enter_wait(const wait_info& info, steady_time until, const wait_interrupter* interruptible) noexcept {
     constexpr auto r = std::memory_order_relaxed;
+    snapshot.kind.store(info.kind, r);
     snapshot.object.store(info.object, r);
     snapshot.fd.store(info.fd, r);
     snapshot.internal.store(info.internal, r);

@@ -18,7 +18,7 @@
 
 namespace coop::detail {
 
-inline const wait_info asio_operation_wait{"asio operation"};
+inline const wait_info asio_operation_wait{wait_kind::other, "asio operation"};
 
 /// What a fiber's cancellation slot holds between operations.
 struct ignore_cancellation {

@@ -38,6 +38,22 @@ namespace coop::detail {
 template <class Protocol>
 std::optional<net::basic_stream<Protocol>> accept_for_serve(net::basic_listener<Protocol>& listener,
                                                             const net::serve_options& options);
+
+/// Counts a connection of `serve` as open on the calling runtime thread
+/// while it lives (coop::metrics_snapshot's `serve_open`).
+class serve_connection_count {
+public:
+  serve_connection_count() noexcept;
+  ~serve_connection_count();
+  serve_connection_count(const serve_connection_count&) = delete;
+  serve_connection_count& operator=(const serve_connection_count&) = delete;
+
+private:
+  void* worker_;
+};
+
+/// `serve` stops accepting at its `max_connections` (metrics: `serve_limit_waits`).
+void note_serve_limit_wait() noexcept;
 } // namespace coop::detail
 
 namespace coop::net {
@@ -68,13 +84,17 @@ void serve(basic_listener<Protocol>& listener, task_group& connections, Handler 
            const serve_options& options = {}) {
   for (;;) {
     if (options.max_connections != 0) {
+      if (connections.size() >= options.max_connections) coop::detail::note_serve_limit_wait();
       boost::system::error_code ec;
       connections.wait_size_below(options.max_connections, ec);
       if (ec) return; // cancelled or timed out, as when accept is interrupted
     }
     auto stream = coop::detail::accept_for_serve(listener, options);
     if (!stream) return;
-    connections.spawn([h = handler, c = std::move(*stream)]() mutable { h(std::move(c)); });
+    connections.spawn([h = handler, c = std::move(*stream)]() mutable {
+      const coop::detail::serve_connection_count open;
+      h(std::move(c));
+    });
   }
 }
 
