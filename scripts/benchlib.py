@@ -17,9 +17,11 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -175,17 +177,70 @@ def callgrind_total(path):
     raise RuntimeError(f"{path}: no summary line")
 
 
-def loadgen_run(bindir, server_cmd, connections, size, duration, warmup):
+def http_get(address, target, timeout=10.0):
+    """The body of GET `target` from an admin endpoint: a Unix socket path or HOST:PORT."""
+    if "/" in address or ":" not in address:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address)
+    else:
+        host, port = address.rsplit(":", 1)
+        sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
+    with sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: coop\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(1 << 16):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"GET {target} from {address}: {head[:80]!r}")
+    return body
+
+
+class Scraper:
+    """Asks an admin endpoint for `targets` in turn every `interval` seconds,
+    from a thread, until stop(); counts the answers."""
+
+    def __init__(self, address, targets, interval):
+        self.address, self.targets, self.interval = address, targets, interval
+        self.done = threading.Event()
+        self.answers = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.done.wait(self.interval):
+            for target in self.targets:
+                http_get(self.address, target)
+                self.answers += 1
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        return self.answers
+
+
+def loadgen_run(bindir, server_cmd, connections, size, duration, warmup, scrape=None):
     """Starts a server, drives it with loadgen for `duration` seconds after
     `warmup`, samples its peak RSS (VmHWM) and stops it (it must exit 0).
+    With `scrape` ((targets, interval)), the server has an admin endpoint
+    (its "admin on ADDRESS" line) that a Scraper asks meanwhile.
     Returns (loadgen's JSON report, peak RSS in KiB)."""
     server, port = start_server(server_cmd)
     name = os.path.basename(server_cmd[0])
+    scraper = None
     try:
+        if scrape:
+            line = server.stdout.readline()
+            if not line.startswith("admin on "):
+                raise RuntimeError(f"{name}: expected 'admin on ADDRESS', got {line!r}")
+            scraper = Scraper(line[len("admin on "):].strip(), *scrape)
         cmd = [os.path.join(bindir, "loadgen"), "--port", str(port), "--connections", str(connections),
                "--size", str(size), "--duration", str(duration), "--warmup", str(warmup),
                "--server-pid", str(server.pid), "--json"]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=180 + duration)
+        if scraper and scraper.stop() == 0:
+            raise RuntimeError(f"{name}: the admin endpoint was never scraped")
         try:
             report = json.loads(r.stdout)
         except ValueError:
@@ -195,6 +250,8 @@ def loadgen_run(bindir, server_cmd, connections, size, duration, warmup):
         if status != 0:
             raise RuntimeError(f"{' '.join(server_cmd)} exited with {status}")
     finally:
+        if scraper:
+            scraper.done.set()
         if server.poll() is None:
             server.kill()
             server.wait()

@@ -7,6 +7,7 @@
 #include <coop/io.hpp>
 #include <coop/net/serve.hpp>
 #include <coop/net/server.hpp>
+#include <coop/run_options.hpp>
 #include <coop/task.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -52,23 +53,31 @@ inline po::variables_map parse(int argc, char** argv, const std::string& name, c
   std::exit(2);
 }
 
-/// Prints the single "listening on HOST:PORT" line scripts wait for, flushed.
+/// Prints the single "listening on HOST:PORT" line scripts wait for, flushed;
+/// then, with --admin, "admin on ADDRESS" for the admin endpoint the process
+/// serves (coop::admin_addresses(): the port the kernel picked for port 0;
+/// an address that could not be served was reported by coop on stderr).
 template <class Endpoint> void announce_listening(const Endpoint& ep) {
   auto a = ep.address();
   // Streamed piece by piece: g++ 12 at -O3 warns (-Wrestrict, a false positive)
   // about "[" + std::string.
   std::cout << "listening on " << (a.is_v6() ? "[" : "") << a.to_string() << (a.is_v6() ? "]" : "") << ":" << ep.port()
             << std::endl;
+  for (const std::string& admin : coop::admin_addresses())
+    std::cout << "admin on " << admin << std::endl;
 }
 
-/// With --admin: prints "admin on ADDRESS" for the endpoint the runtime
-/// serves (coop::admin_addresses(): the port the kernel picked for port 0),
-/// after the "listening on" line. An address that could not be served was
-/// reported by coop on stderr; nothing is printed for it.
-inline void announce_admin(const std::string& requested) {
-  if (requested.empty()) return;
-  for (const std::string& a : coop::admin_addresses())
-    std::cout << "admin on " << a << std::endl;
+/// The --admin option of the sample servers (coop::run_options::admin_socket).
+inline void add_admin_option(po::options_description& options) {
+  options.add_options()("admin", po::value<std::string>()->default_value("")->value_name("SOCKET"),
+                        "serve /metrics and /fibers on this Unix socket path or loopback HOST:PORT (see coopctl)");
+}
+
+/// Run options with the --admin of `vm` (see add_admin_option).
+inline coop::run_options run_options_of(const po::variables_map& vm) {
+  coop::run_options opts;
+  opts.admin_socket = vm["admin"].as<std::string>();
+  return opts;
 }
 
 /// Parses a host address; exits 2 when it is not a numeric IPv4/IPv6 address.

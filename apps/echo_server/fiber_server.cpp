@@ -82,7 +82,6 @@ int run_fiber_server(const server_config& config) {
   for (unsigned i = 0; i < config.threads; ++i)
     serving.push_back(rt.spawn_on(i, [&, i] { serve_connections(*servers[i], config, stats); }));
   coop_app::announce_listening(endpoint);
-  coop_app::announce_admin(config.admin);
 
   int sig = wait_for_stop_signal(config, stats);
   auto deadline = clock::now() + config.drain_timeout;

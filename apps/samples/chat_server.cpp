@@ -153,6 +153,7 @@ int main(int argc, char** argv) {
        "SECONDS a client may go without a line moving either way, or take to accept a line") //
       ("drain-timeout", po::value<double>()->default_value(1),
        "on SIGINT/SIGTERM: new clients are refused, connected ones are closed after SECONDS");
+  coop_app::add_admin_option(options);
   auto vm = coop_app::parse(argc, argv, name, "Line chat: each line a client sends goes to all the others.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const int queue = vm["queue"].as<int>();
@@ -165,16 +166,18 @@ int main(int argc, char** argv) {
   coop_app::raise_open_file_limit();
 
   return coop_app::guarded_main(name, [&] {
-    return coop::run([&] {
-      room everyone; // outlives the server and its sessions
-      coop::net::tcp_server server(coop::net::tcp_listener(where), coop_app::log_accept_errors(name));
-      // On a signal: the listener closes, the sessions get `drain`, then are cancelled.
-      return coop_app::serve_until_signal(
-          server,
-          [&everyone, queue = std::size_t(queue), max_line = std::size_t(max_line), idle](tcp_stream c) {
-            chat(everyone, std::move(c), queue, max_line, idle);
-          },
-          drain);
-    });
+    return coop::run(
+        [&] {
+          room everyone; // outlives the server and its sessions
+          coop::net::tcp_server server(coop::net::tcp_listener(where), coop_app::log_accept_errors(name));
+          // On a signal: the listener closes, the sessions get `drain`, then are cancelled.
+          return coop_app::serve_until_signal(
+              server,
+              [&everyone, queue = std::size_t(queue), max_line = std::size_t(max_line), idle](tcp_stream c) {
+                chat(everyone, std::move(c), queue, max_line, idle);
+              },
+              drain);
+        },
+        coop_app::run_options_of(vm));
   });
 }

@@ -190,6 +190,7 @@ int main(int argc, char** argv) {
        "SECONDS a client may take to send a whole request, or to take in a response") //
       ("drain-timeout", po::value<double>()->default_value(5),
        "on SIGINT/SIGTERM: new clients are refused, open connections get SECONDS, then are closed");
+  coop_app::add_admin_option(options);
   auto vm = coop_app::parse(argc, argv, name, "HTTP/1.1 hello server on Boost.Beast and coop fibers.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const unsigned threads = vm["threads"].as<unsigned>();
@@ -200,7 +201,7 @@ int main(int argc, char** argv) {
   coop_app::raise_open_file_limit();
 
   return coop_app::guarded_main(name, [&] {
-    coop::runtime rt(threads);
+    coop::runtime rt(threads, coop_app::run_options_of(vm));
     return rt.spawn_on(0, [&] { return control(rt, where, idle_timeout, drain); }).get();
   });
 }

@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
        "SECONDS without a byte moving either way before a connection is closed") //
       ("drain-timeout", po::value<double>()->default_value(5),
        "on SIGINT/SIGTERM: new clients are refused, open sessions get SECONDS to end, then are closed");
+  coop_app::add_admin_option(options);
   auto vm = coop_app::parse(argc, argv, name, "TCP port forwarder: relays each connection to --to.", options);
   const unsigned short port = coop_app::parse_port(name, vm["port"].as<int>());
   const coop::net::tcp::endpoint where(coop_app::parse_address(name, vm["host"].as<std::string>()), port);
@@ -157,11 +158,13 @@ int main(int argc, char** argv) {
   coop_app::raise_open_file_limit(); // two sockets per client
 
   return coop_app::guarded_main(name, [&] {
-    return coop::run([&] {
-      coop::net::tcp_server server(coop::net::tcp_listener(where), coop_app::log_accept_errors(name));
-      // On a signal: the listener closes, the sessions get `drain`, then are cancelled.
-      return coop_app::serve_until_signal(
-          server, [&to, idle_timeout](tcp_stream c) { forward(std::move(c), to, idle_timeout); }, drain);
-    });
+    return coop::run(
+        [&] {
+          coop::net::tcp_server server(coop::net::tcp_listener(where), coop_app::log_accept_errors(name));
+          // On a signal: the listener closes, the sessions get `drain`, then are cancelled.
+          return coop_app::serve_until_signal(
+              server, [&to, idle_timeout](tcp_stream c) { forward(std::move(c), to, idle_timeout); }, drain);
+        },
+        coop_app::run_options_of(vm));
   });
 }

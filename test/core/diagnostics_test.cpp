@@ -11,6 +11,8 @@
 
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1020,4 +1022,73 @@ BOOST_AUTO_TEST_CASE(a_dump_of_100000_fibers_keeps_the_registry_lock_only_briefl
   // One hold of 100,000 took 32-54 ms of CPU on a loaded machine; a batch
   // takes about 10 us, and up to 1 ms with load 13 on 2 CPUs.
   BOOST_TEST(std::stoll(m[1].str()) < 5'000);
+}
+
+// --- The admin endpoint's /fibers: where each fiber waits -----------------------
+
+namespace {
+
+/// GET `target` from the admin endpoint on the Unix socket `path`: the
+/// whole response (headers and body), from a plain thread.
+std::string admin_get(const std::string& path, const std::string& target) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  BOOST_TEST_REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  BOOST_TEST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string request = "GET " + target + " HTTP/1.1\r\nHost: coop\r\n\r\n";
+  BOOST_TEST_REQUIRE(::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+    response.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  return response;
+}
+
+/// The user function the test looks for in the dump.
+__attribute__((noinline)) int wait_for_reply(coop::channel<int>& replies) {
+  return replies.pop().value();
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(fibers_page_shows_where_each_fiber_waits_in_the_program) {
+  char dir[] = "/tmp/coop-admin-XXXXXX";
+  BOOST_TEST_REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string socket_path = std::string(dir) + "/admin.sock";
+  coop::run_options opts;
+  opts.admin_socket = socket_path;
+  std::string json, text;
+  coop::run(
+      [&] {
+        coop::channel<int> replies;
+        auto waiter = coop::spawn([&] { return wait_for_reply(replies); });
+        test_support::yield_until([&] { return coop::this_runtime_fiber_count() == 2; });
+        coop::this_fiber::yield();
+        // A plain thread asks, while this fiber waits for it (parked, so
+        // the waiter's thread is free to trace its fibers).
+        coop::offload([&] {
+          json = admin_get(socket_path, "/fibers");
+          text = admin_get(socket_path, "/fibers?format=text");
+        });
+        replies.push(42);
+        BOOST_TEST(waiter.get() == 42);
+      },
+      opts);
+  ::rmdir(dir);
+  BOOST_TEST(json.find("HTTP/1.1 200 OK") == 0, json.substr(0, 200));
+  // The waiter's entry names the function and this file; coop's own frames
+  // (the channel, park) are left out above it.
+  const auto entry = json.find("\"what\":\"channel pop\"");
+  BOOST_TEST_REQUIRE(entry != std::string::npos, json);
+  const std::string rest = json.substr(entry, json.find('}', entry) - entry);
+  BOOST_TEST(rest.find("\"where\":[\"") != std::string::npos, rest);
+  BOOST_TEST(rest.find("wait_for_reply") != std::string::npos, rest);
+  BOOST_TEST(rest.find("diagnostics_test.cpp") != std::string::npos, rest);
+  BOOST_TEST(rest.find("\"where\":[\"coop::") == std::string::npos, rest);
+  BOOST_TEST(rest.find("\"stack_bytes\":") != std::string::npos, rest);
+  BOOST_TEST(text.find("on channel pop") != std::string::npos, text);
+  BOOST_TEST(text.find("      wait_for_reply at ") != std::string::npos, text);
 }

@@ -1,4 +1,5 @@
 #include "core/worker.hpp"
+#include "diagnostics/where.hpp"
 #include <coop/detail/fiber_state.hpp>
 
 #include <boost/fiber/operations.hpp>
@@ -21,6 +22,7 @@ std::atomic<std::uint64_t> last_fiber_local_id{0};
 
 fiber_state::~fiber_state() {
   if (registry) registry->forget(*this);
+  delete where;
 }
 
 fiber_state* current_fiber_state() noexcept {

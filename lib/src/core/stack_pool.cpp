@@ -166,6 +166,7 @@ boost::context::stack_context stack_pool::allocate() {
       cache->pop_back();
       cached_.sub();
       last_canary_ = canary_of(s);
+      last_ = s;
       return s;
     }
   }
@@ -201,6 +202,7 @@ boost::context::stack_context stack_pool::allocate() {
   mapped_.add();
   if (guard == guard_kind::none) unguarded_.add();
   last_canary_ = canary_of(sctx);
+  last_ = sctx;
   return sctx;
 }
 

@@ -71,6 +71,8 @@ public:
   /// The canary of the stack `allocate` returned last, or nullptr when that
   /// stack has a guard region. `launch_fiber` hands it to the fiber's state.
   std::uint64_t* last_canary() const noexcept { return last_canary_; }
+  /// The stack `allocate` returned last.
+  const boost::context::stack_context& last_stack() const noexcept { return last_; }
 
   /// Stacks waiting to be unmapped (`trim`).
   bool has_excess() const noexcept { return !excess_.empty(); }
@@ -109,6 +111,7 @@ private:
   std::size_t guard_;
   std::size_t max_cached_;
   std::uint64_t* last_canary_ = nullptr;
+  boost::context::stack_context last_{};
   std::vector<boost::context::stack_context> free_;
   std::vector<boost::context::stack_context> excess_; ///< beyond max_cached_: to unmap (still usable)
   std::map<std::uintptr_t, mapping> mappings_;        ///< by the mapping's lowest address

@@ -23,7 +23,9 @@ void launch_fiber(worker& w, std::shared_ptr<task_base> st) {
                            w.fiber_finished();
                          });
   fs->stack_canary = w.stacks->last_canary(); // the stack the fiber's constructor just took
-  w.adopt(*fs.release());                     // the fiber's context owns its properties now
+  fs->stack_top = w.stacks->last_stack().sp;
+  fs->stack_size = w.stacks->last_stack().size;
+  w.adopt(*fs.release()); // the fiber's context owns its properties now
   w.fiber_started();
   f.detach();
 }

@@ -9,6 +9,7 @@
 // lock).
 #include "diagnostics/admin.hpp"
 #include "diagnostics/dump.hpp"
+#include "diagnostics/where.hpp"
 #include <coop/diagnostics.hpp>
 #include <coop/metrics.hpp>
 
@@ -46,6 +47,22 @@ constexpr auto exchange_limit = 2s;
 constexpr std::size_t max_request = 8 * 1024;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
+/// How long /fibers waits for the parked fibers to say where they wait (a
+/// stuck runtime thread's fibers cannot).
+constexpr auto trace_limit = 500ms;
+
+/// Whether `args` is a query /fibers takes: "format=text" and "where=0",
+/// in any order, joined by '&'.
+bool fibers_query(std::string_view args) {
+  while (!args.empty()) {
+    const auto amp = args.find('&');
+    const std::string_view arg = args.substr(0, amp);
+    if (arg != "format=text" && arg != "where=0") return false;
+    args = amp == std::string_view::npos ? std::string_view() : args.substr(amp + 1);
+  }
+  return true;
+}
+
 /// The response to one request line.
 http::response<http::string_body> page(const http::request<http::empty_body>& req) {
   http::response<http::string_body> res;
@@ -64,12 +81,12 @@ http::response<http::string_body> page(const http::request<http::empty_body>& re
     write_prometheus(text);
     res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
     res.body() = std::move(text).str();
-  } else if (path == "/fibers" && args == "format=text") {
-    res.set(http::field::content_type, "text/plain; charset=utf-8");
-    res.body() = dump_all();
-  } else if (path == "/fibers" && args.empty()) {
-    res.set(http::field::content_type, "application/json");
-    res.body() = dump_all_json();
+  } else if (path == "/fibers" && fibers_query(args)) {
+    const bool text = args.find("format=text") != std::string_view::npos;
+    // Where each parked fiber waits, unless asked not to (where=0).
+    const std::uint64_t where = args.find("where=0") != std::string_view::npos ? 0 : trace_parked_fibers(trace_limit);
+    res.set(http::field::content_type, text ? "text/plain; charset=utf-8" : "application/json");
+    res.body() = dump_all(where, !text);
   } else {
     res.result(http::status::not_found);
     res.set(http::field::content_type, "text/plain");

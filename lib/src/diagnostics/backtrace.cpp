@@ -5,6 +5,7 @@
 // source lines itself, off the stalled thread: with libbacktrace when coop
 // was built with it (COOP_HAVE_LIBBACKTRACE), else from dladdr alone.
 #include "diagnostics/backtrace.hpp"
+#include "diagnostics/where.hpp"
 
 #include <boost/stacktrace/safe_dump_to.hpp>
 
@@ -22,7 +23,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -190,7 +193,47 @@ bool is_handler_frame(const frame_text& f) {
   return f.function.find("on_stall_signal") != std::string::npos;
 }
 
+/// Whether `f` is coop's own code (or Boost.Fiber's, or the standard
+/// library's inside them), above the program's frame that waits.
+bool is_runtime_frame(const frame_text& f) {
+  auto file_has = [&](const char* part) { return f.line != 0 && f.file.find(part) != std::string::npos; };
+  return f.function.starts_with("coop::") || f.function.starts_with("boost::fibers::") ||
+         f.function.starts_with("boost::context::") || f.function.starts_with("std::") || file_has("/include/coop/") ||
+         file_has(COOP_SOURCE_DIR "/lib/") || file_has("/boost/") || file_has("/c++/") ||
+         f.function == "_Unwind_Backtrace" || (f.function.empty() && f.line == 0);
+}
+
 } // namespace
+
+std::vector<std::string> program_frames(const std::uintptr_t* pcs, std::size_t count, std::size_t max) {
+  // Names are cached by address: thousands of fibers wait at a few places.
+  static std::mutex cache_mutex;
+  static std::map<std::uintptr_t, std::vector<frame_text>> cache;
+  std::vector<frame_text> frames;
+  {
+    std::lock_guard lk(cache_mutex);
+    for (std::size_t i = 0; i < count; ++i) {
+      auto it = cache.find(pcs[i]);
+      if (it == cache.end()) {
+        if (cache.size() >= 100'000) cache.clear();
+        it = cache.emplace(pcs[i], describe(pcs[i], false)).first;
+      }
+      frames.insert(frames.end(), it->second.begin(), it->second.end());
+    }
+  }
+  std::size_t i = 0;
+  while (i < frames.size() && is_runtime_frame(frames[i]))
+    ++i;
+  std::vector<std::string> out;
+  for (; i < frames.size() && out.size() < max && !is_below_fiber_function(frames[i]); ++i) {
+    const frame_text& f = frames[i];
+    std::string line = f.function.empty() ? "?" : f.function;
+    if (!f.file.empty()) line += (f.line != 0 ? " at " : " in ") + f.file;
+    if (f.line != 0) line += ":" + std::to_string(f.line);
+    out.push_back(std::move(line));
+  }
+  return out;
+}
 
 void set_this_thread_capture(stack_capture* c) noexcept {
   this_thread_capture = c;

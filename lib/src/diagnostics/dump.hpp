@@ -17,20 +17,27 @@ struct worker;
 
 /// One live fiber, copied out of its worker's registry.
 struct fiber_row {
-  std::uint64_t id;
+  std::uint64_t id = 0;
   std::string name;
-  const void* task;
-  const char* what; // null: not waiting
-  wait_kind kind;
-  const void* object;
-  int fd;
-  std::int64_t since_ns;
-  steady_time::rep until;
-  bool internal;
+  const void* task = nullptr;
+  const char* what = nullptr; // null: not waiting
+  wait_kind kind = wait_kind::other;
+  const void* object = nullptr;
+  int fd = -1;
+  std::int64_t since_ns = 0;
+  steady_time::rep until = 0;
+  bool internal = false;
+  /// Where it waits (return addresses, innermost first): empty unless the
+  /// snapshot was asked for a trace request's records (`snapshot`).
+  std::vector<std::uintptr_t> where{};
+  const void* stack_top = nullptr; ///< its stack, for the high-water mark
+  std::size_t stack_size = 0;
 };
 
 struct thread_rows {
-  const worker* w;
+  const worker* w;  ///< valid while the watchdog's mutex is held
+  unsigned runtime; ///< w->group_number, w->index: for formatting after
+  unsigned thread;
   bool idle;
   std::uint64_t running;
   std::vector<fiber_row> fibers;
@@ -39,7 +46,9 @@ struct thread_rows {
 /// The live fibers of `w`, oldest first, copied a batch per hold of its
 /// registry lock. One copy per worker at a time: the caller holds the
 /// watchdog's mutex (as for fiber_label).
-thread_rows snapshot(worker& w);
+/// With `where_generation` (trace_parked_fibers), the rows of the fibers
+/// that answered that request carry where they wait.
+thread_rows snapshot(worker& w, std::uint64_t where_generation = 0);
 
 /// The live fibers of `w` by state, counted a batch per hold of its
 /// registry lock (as `snapshot`, without copying them). The caller holds
@@ -58,9 +67,12 @@ std::string format_dump(const std::vector<thread_rows>& rows);
 /// SIGQUIT print.
 std::string dump_all();
 
-/// The same as a JSON array, one object per fiber (docs/observability.md).
+/// What the admin endpoint's /fibers shows: the dump as text (above) or as
+/// a JSON array, one object per fiber (docs/observability.md), with where
+/// each fiber waits in the program (from `where_generation`'s records, if
+/// not 0) and, in JSON, its stack's high-water mark.
 std::string format_dump_json(const std::vector<thread_rows>& rows);
-std::string dump_all_json();
+std::string dump_all(std::uint64_t where_generation, bool json);
 
 /// "fiber 12 \"name\"" for a fiber of `w` (its name looked up a few
 /// fibers per hold of the registry lock), or what id 0 stands for.

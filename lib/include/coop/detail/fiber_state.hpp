@@ -17,6 +17,7 @@ namespace coop::detail {
 
 struct worker;
 class task_base;
+struct where_record; // lib/src/diagnostics/where.hpp
 
 /// Per-fiber state, attached to every fiber our scheduler runs (as Boost.Fiber
 /// properties): its wait context (cancellation, shields, timeouts) and its
@@ -70,6 +71,15 @@ public:
   /// The canary below the fiber's stack when that has no guard region
   /// (`stack_pool::last_canary`, set by `launch_fiber`), else nullptr.
   std::uint64_t* stack_canary = nullptr;
+  /// The fiber's stack (the top, and the usable size below it), for its
+  /// high-water mark in the admin endpoint's /fibers.
+  void* stack_top = nullptr;
+  std::size_t stack_size = 0;
+  /// Where it waited when the diagnostics last asked (`wake_to_trace`):
+  /// made at the first such request, written under the registry lock.
+  where_record* where = nullptr;
+  /// The request `where` is to answer (diagnostics/where.cpp).
+  std::uint64_t trace_generation = 0;
 };
 
 /// The coop state of the running fiber, or nullptr when the calling context is

@@ -59,6 +59,7 @@ park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_inf
   ec.clear();
   boost::fibers::context* self = wc.self_context ? wc.self_context : boost::fibers::context::active();
   bool withdrawing = false;
+  bool again = false; // a wake-up that ended nothing: the same wait goes on
   park_result reason = park_result::interrupted;
   for (;;) {
     if (site.completed()) break;
@@ -96,12 +97,15 @@ park_result park(wait_context& wc, spinlock_lock& lk, Site& site, const wait_inf
                               a.w->wake();
                           },
                           &args};
-    wc.enter_wait(info, deadline, withdrawing ? nullptr : &hook);
+    wc.enter_wait(info, deadline, withdrawing ? nullptr : &hook, &w, again);
+    again = true;
     if (deadline == no_deadline)
       self->suspend(lk);
     else
       self->wait_until(deadline, lk, boost::fibers::waker(w));
     wc.leave_wait();
+    if (wc.trace_requested) [[unlikely]]
+      wc.trace_wait(); // woken by the diagnostics, to say where it waits
     lk.lock();
   }
   if (lk.owns_lock()) lk.unlock();

@@ -129,23 +129,42 @@ public:
   }
 
   /// Set by `park` while the context waits: what it waits on, until when a
-  /// timer would end the wait, and how an interruption reaches it (null
-  /// while it must not be interrupted).
-  void enter_wait(const wait_info& info, steady_time until, const wait_interrupter* interruptible) noexcept {
+  /// timer would end the wait, how an interruption reaches it (null while
+  /// it must not be interrupted), and the waker that ends this suspension.
+  /// `again`: the same wait goes on after a wake-up (its start stays).
+  void enter_wait(const wait_info& info, steady_time until, const wait_interrupter* interruptible,
+                  boost::fibers::waker* waker, bool again) noexcept {
     constexpr auto r = std::memory_order_relaxed;
     snapshot.kind.store(info.kind, r);
     snapshot.object.store(info.object, r);
     snapshot.fd.store(info.fd, r);
     snapshot.internal.store(info.internal, r);
     snapshot.until.store(until.time_since_epoch().count(), r);
-    snapshot.since_ns.store(coarse_now_ns(), r);
+    if (!again) snapshot.since_ns.store(coarse_now_ns(), r);
     snapshot.what.store(info.what, std::memory_order_release);
     parked_ = interruptible;
+    parked_waker_ = waker;
   }
   void leave_wait() noexcept {
     snapshot.what.store(nullptr, std::memory_order_relaxed);
     parked_ = nullptr;
+    parked_waker_ = nullptr;
   }
+
+  /// Where a parked fiber waits in the program (`coop::run_options::admin_socket`'s
+  /// /fibers): on its thread, the diagnostics wake it for a moment
+  /// (`wake_to_trace`); `park` sees `trace_requested` when it resumes and
+  /// records its own stack (`trace_wait`, lib/src/diagnostics/where.cpp)
+  /// before it waits on. The wait itself is unaffected: waits already take
+  /// wake-ups that end nothing. False when the context is not parked.
+  bool wake_to_trace() noexcept {
+    if (!parked_waker_) return false;
+    trace_requested = true;
+    parked_waker_->wake();
+    return true;
+  }
+  bool trace_requested = false;
+  void trace_wait() noexcept;
 
   /// What the context waits on now (see `enter_wait`); readable from any thread.
   wait_snapshot snapshot;
@@ -170,6 +189,7 @@ private:
   void yield_after_failure() noexcept;
 
   const wait_interrupter* parked_ = nullptr;
+  boost::fibers::waker* parked_waker_ = nullptr;
 };
 
 /// The wait context of the caller: its fiber's, or its plain thread's.
