@@ -198,8 +198,8 @@ def http_get(address, target, timeout=10.0):
 
 
 class Scraper:
-    """Asks an admin endpoint for `targets` in turn every `interval` seconds,
-    from a thread, until stop(); counts the answers."""
+    """Asks an admin endpoint for `targets` in turn at once and then every
+    `interval` seconds, from a thread, until stop(); counts the answers."""
 
     def __init__(self, address, targets, interval):
         self.address, self.targets, self.interval = address, targets, interval
@@ -209,10 +209,12 @@ class Scraper:
         self.thread.start()
 
     def _run(self):
-        while not self.done.wait(self.interval):
+        while True:  # at once, then every interval
             for target in self.targets:
                 http_get(self.address, target)
                 self.answers += 1
+            if self.done.wait(self.interval):
+                return
 
     def stop(self):
         self.done.set()
