@@ -227,6 +227,10 @@ int fibers_command(const address& at, const std::vector<filter>& filters, bool a
     std::printf("%7s %-7s %-8s %-8s %5s %10s  %s\n", text("id").c_str(),
                 (text("runtime") + "/" + text("thread")).c_str(), state.c_str(), text("wait").c_str(),
                 text("fd").c_str(), waiting.c_str(), what.c_str());
+    // Where it waits in the program: the innermost frame, on a line of its own.
+    if (const json::value* where = f->if_contains("where"); where && where->is_array() && !where->as_array().empty())
+      if (const json::value& frame = where->as_array().front(); frame.is_string())
+        std::printf("%17s%s\n", "at ", std::string(frame.as_string()).c_str());
   }
   std::string states;
   for (const auto& [state, n] : by_state)

@@ -203,6 +203,19 @@ bool is_runtime_frame(const frame_text& f) {
          f.function == "_Unwind_Backtrace" || (f.function.empty() && f.line == 0);
 }
 
+/// A demangled signature without its parameter list ("ns::f<T>(int, char)
+/// const" gives "ns::f<T>"): the file and line say which overload.
+std::string without_parameters(const std::string& name) {
+  if (name.empty() || (name.back() != ')' && !name.ends_with(") const"))) return name;
+  int depth = 0;
+  for (std::size_t i = name.rfind(')') + 1; i-- > 0;) {
+    if (name[i] == ')') ++depth;
+    if (name[i] == '(' && --depth == 0)
+      return i == 0 || std::string_view(name).substr(0, i).ends_with("operator") ? name : name.substr(0, i);
+  }
+  return name;
+}
+
 } // namespace
 
 std::vector<std::string> program_frames(const std::uintptr_t* pcs, std::size_t count, std::size_t max) {
@@ -227,7 +240,7 @@ std::vector<std::string> program_frames(const std::uintptr_t* pcs, std::size_t c
   std::vector<std::string> out;
   for (; i < frames.size() && out.size() < max && !is_below_fiber_function(frames[i]); ++i) {
     const frame_text& f = frames[i];
-    std::string line = f.function.empty() ? "?" : f.function;
+    std::string line = f.function.empty() ? "?" : without_parameters(f.function);
     if (!f.file.empty()) line += (f.line != 0 ? " at " : " in ") + f.file;
     if (f.line != 0) line += ":" + std::to_string(f.line);
     out.push_back(std::move(line));

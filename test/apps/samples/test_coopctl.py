@@ -100,8 +100,11 @@ def case_fibers(echo_server, coopctl):
 
         lines = coopctl_ok(coopctl, address, "fibers", "--filter", "wait=read").splitlines()
         check(re.match(r"\s*ID\s+RT/TH\s+STATE\s+WAIT\s+FD\s+WAITING\s+WHAT\s+NAME$", lines[0]), f"header: {lines[0]!r}")
-        rows = lines[1:-1]
+        rows = [line for line in lines[1:-1] if not line.lstrip().startswith("at ")]
         check_eq(len(rows), IDLE, f"table rows in {lines}")
+        places = [line.strip() for line in lines[1:-1] if line.lstrip().startswith("at ")]
+        check_eq(len(places), IDLE, f"an 'at' line under each row in {lines}")
+        check(all("echo_once" in p and "echo_handler.hpp:" in p for p in places), f"where they wait: {places}")
         fds = {str(f["fd"]) for f in reading}
         for row in rows:
             cols = row.split()
@@ -109,7 +112,9 @@ def case_fibers(echo_server, coopctl):
                   and cols[6] == "read", f"a table row: {row!r}")
         check_eq(lines[-1], f"{IDLE} of {len(everyone)} fibers: {IDLE} waiting", "the summary line")
         table = coopctl_ok(coopctl, address, "fibers").splitlines()
-        check_eq(len(table), len(everyone) + 2, "the whole table: header, fibers, summary")
+        waiting = sum(1 for f in everyone if f.get("where"))
+        check_eq(len(table), len(everyone) + waiting + 2,
+                 "the whole table: header, fibers (and where each waiting one waits), summary")
         for c in clients:
             c.close()
         stop(app)
@@ -281,8 +286,9 @@ def case_bad_answers(_echo_server, coopctl):
         lines = coopctl_ok(coopctl, path("future.sock"), "fibers").splitlines()
         check_eq(lines[1].split(), ["7", "2/1", "waiting", "join", "-", "1.250s", "join", "(fiber", "9)", "worker",
                                     '"a"'], "a joining fiber's row")
-        check_eq(lines[2].split(), ["9", "2/1", "ready", "-", "-", "-", "-"], "a ready fiber's row")
-        check_eq(lines[3], "2 of 2 fibers: 1 ready, 1 waiting", "the summary")
+        check_eq(lines[2].strip(), "at f()", "where it waits: the first frame, on a line of its own")
+        check_eq(lines[3].split(), ["9", "2/1", "ready", "-", "-", "-", "-"], "a ready fiber's row")
+        check_eq(lines[4], "2 of 2 fibers: 1 ready, 1 waiting", "the summary")
 
         silent = FakeEndpoint(path("silent.sock"), lambda req: None)
         started = time.monotonic()
