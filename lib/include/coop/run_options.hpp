@@ -74,11 +74,11 @@ struct run_options {
   ///   - `GET /metrics`: `coop::write_prometheus`;
   ///   - `GET /fibers`: every fiber as JSON (`docs/observability.md`);
   ///   - `GET /fibers?format=text`: `coop::dump_fibers`.
-  /// One client at a time, 2 s for its whole exchange, requests of up to
-  /// 8 KiB. Runtimes that name the same address share the endpoint; it
-  /// closes (and a Unix socket's file is removed) when the last of them
-  /// ends. An address that cannot be served gets one line on stderr and the
-  /// runtime runs without it.
+  /// One client at a time, 2 s to send a request of up to 8 KiB and to
+  /// take in each 256 KiB of the answer. Runtimes that name the same
+  /// address share the endpoint; it closes (and a Unix socket's file is
+  /// removed) when the last of them ends. An address that cannot be served
+  /// gets one line on stderr and the runtime runs without it.
   std::string admin_socket{};
 };
 

@@ -21,11 +21,13 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -45,6 +47,7 @@ using namespace std::chrono_literals;
 
 constexpr auto exchange_limit = 2s;
 constexpr std::size_t max_request = 8 * 1024;
+constexpr std::size_t write_piece = 256 * 1024; ///< bytes of the answer written within one `exchange_limit`
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 /// How long /fibers waits for the parked fibers to say where they wait (a
@@ -97,12 +100,21 @@ http::response<http::string_body> page(const http::request<http::empty_body>& re
   return res;
 }
 
-/// One client's request and our answer, within `exchange_limit`.
-template <class Socket> asio::awaitable<void> exchange(Socket socket) {
-  asio::steady_timer limit(socket.get_executor(), exchange_limit);
+/// Closes `socket` (the awaited read or write ends at once) unless
+/// `limit`, set to `exchange_limit` from now, is cancelled or set again first.
+template <class Socket> void arm(asio::steady_timer& limit, Socket& socket) {
+  limit.expires_after(exchange_limit);
   limit.async_wait([&socket](const boost::system::error_code& ec) {
-    if (!ec) socket.close(); // the awaited read or write ends at once
+    if (!ec) socket.close();
   });
+}
+
+/// One client's request and our answer: reading the request gets
+/// `exchange_limit`, and so does each `write_piece` of the answer (making the
+/// page, which may take a while with many fibers, is ours and does not count).
+template <class Socket> asio::awaitable<void> exchange(Socket socket) {
+  asio::steady_timer limit(socket.get_executor());
+  arm(limit, socket);
   boost::beast::flat_buffer buffer(max_request);
   http::request_parser<http::empty_body> parser;
   parser.header_limit(max_request);
@@ -116,12 +128,27 @@ template <class Socket> asio::awaitable<void> exchange(Socket socket) {
     res.keep_alive(false);
     res.prepare_payload();
   } else {
+    limit.cancel();
     res = page(parser.get());
   }
-  auto [write_ec, write_n] = co_await http::async_write(socket, res, use_tuple);
   (void)read_n;
-  (void)write_n;
-  (void)write_ec; // the client is gone or too slow: nothing to do
+  // The answer a piece at a time, each within `exchange_limit`: a dump of
+  // 100,000 fibers is tens of MB, which a busy machine may take a while to
+  // move, but a client that stops reading is cut off.
+  std::ostringstream head;
+  head << res.base();
+  const std::string header = std::move(head).str();
+  const std::string& body = res.body();
+  for (std::size_t at = 0, end = header.size() + body.size(); at < end;) {
+    const bool in_header = at < header.size();
+    const std::string& part = in_header ? header : body;
+    const std::size_t from = in_header ? at : at - header.size();
+    const std::size_t n = std::min(part.size() - from, write_piece);
+    arm(limit, socket);
+    auto [ec, written] = co_await asio::async_write(socket, asio::buffer(part.data() + from, n), use_tuple);
+    if (ec) co_return; // the client is gone or too slow: nothing to do
+    at += written;
+  }
   boost::system::error_code ignored;
   socket.shutdown(Socket::shutdown_send, ignored);
   limit.cancel();

@@ -23,11 +23,11 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
 #include <thread>
+#include <unordered_map>
 
 namespace coop::detail {
 
@@ -219,21 +219,19 @@ std::string without_parameters(const std::string& name) {
 } // namespace
 
 std::vector<std::string> program_frames(const std::uintptr_t* pcs, std::size_t count, std::size_t max) {
-  // Names are cached by address: thousands of fibers wait at a few places.
+  // Cached by the whole stack: thousands of fibers wait at a few places, with
+  // the same return addresses all the way down.
   static std::mutex cache_mutex;
-  static std::map<std::uintptr_t, std::vector<frame_text>> cache;
+  static std::unordered_map<std::string, std::vector<std::string>> cache;
+  const std::string key =
+      std::to_string(max) + ":" + std::string(reinterpret_cast<const char*>(pcs), count * sizeof(std::uintptr_t));
+  std::lock_guard lk(cache_mutex);
+  if (auto it = cache.find(key); it != cache.end()) return it->second;
+  if (cache.size() >= 10'000) cache.clear();
   std::vector<frame_text> frames;
-  {
-    std::lock_guard lk(cache_mutex);
-    for (std::size_t i = 0; i < count; ++i) {
-      auto it = cache.find(pcs[i]);
-      if (it == cache.end()) {
-        if (cache.size() >= 100'000) cache.clear();
-        it = cache.emplace(pcs[i], describe(pcs[i], false)).first;
-      }
-      frames.insert(frames.end(), it->second.begin(), it->second.end());
-    }
-  }
+  for (std::size_t k = 0; k < count; ++k)
+    for (frame_text& f : describe(pcs[k], false))
+      frames.push_back(std::move(f));
   std::size_t i = 0;
   while (i < frames.size() && is_runtime_frame(frames[i]))
     ++i;
@@ -245,6 +243,7 @@ std::vector<std::string> program_frames(const std::uintptr_t* pcs, std::size_t c
     if (f.line != 0) line += ":" + std::to_string(f.line);
     out.push_back(std::move(line));
   }
+  cache.emplace(key, out);
   return out;
 }
 

@@ -17,7 +17,7 @@
 
 namespace coop::detail {
 
-inline constexpr std::size_t max_where_frames = 40;
+inline constexpr std::size_t max_where_frames = 24;
 
 /// A parked fiber's stack when it was last asked (`fiber_state::where`).
 struct where_record {
