@@ -205,6 +205,22 @@ def case_bad_address(binary):
     check("coop: admin endpoint not-an-address:1: " in err and "not served" in err, f"stderr: {err!r}")
 
 
+def case_sample(binary, *extra):
+    """A sample server with --admin: its endpoint serves /metrics and /fibers;
+    it stops on SIGTERM as usual ("stopped by signal 15")."""
+    with tempfile.TemporaryDirectory() as d:
+        sock = os.path.join(d, "admin.sock")
+        app = App([binary, "--port", "0", "--admin", sock, *extra])
+        line = app._read_line(10.0)
+        check_eq(line, f"admin on {sock}\n", "the line after 'listening on'")
+        m = metrics(sock)
+        check(value(m, "coop_fibers_parked", wait="accept") >= 1, "a fiber waits in accept")
+        status, _, body = get(sock, "/fibers")
+        check_eq(status, 200, "/fibers status")
+        check(any(f.get("wait") == "accept" for f in json.loads(body)), "/fibers lists the accepting fiber")
+        app.stop()
+
+
 if __name__ == "__main__":
     main({
         "metrics": case_metrics,
@@ -212,4 +228,5 @@ if __name__ == "__main__":
         "tcp": case_tcp,
         "misbehaving_client": case_misbehaving_client,
         "bad_address": case_bad_address,
+        "sample": case_sample,
     })
