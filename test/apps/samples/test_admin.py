@@ -76,10 +76,14 @@ def eventually(cond, what, timeout=10.0):
 
 
 def start(binary, admin, *args):
+    """echo_server --admin ADMIN, once its accepting fiber waits in accept (it
+    may announce itself a moment before)."""
     app = App([binary, "--port", "0", "--admin", admin, *args])
     line = app._read_line(10.0)
     check(line.startswith("admin on "), f"expected 'admin on ADDRESS', got {line!r}")
-    return app, line[len("admin on "):].strip()
+    address = line[len("admin on "):].strip()
+    eventually(lambda: value(metrics(address), "coop_fibers_parked", wait="accept") == 1, "a fiber waits in accept")
+    return app, address
 
 
 def stop(app):
@@ -213,8 +217,7 @@ def case_sample(binary, *extra):
         app = App([binary, "--port", "0", "--admin", sock, *extra])
         line = app._read_line(10.0)
         check_eq(line, f"admin on {sock}\n", "the line after 'listening on'")
-        m = metrics(sock)
-        check(value(m, "coop_fibers_parked", wait="accept") >= 1, "a fiber waits in accept")
+        eventually(lambda: value(metrics(sock), "coop_fibers_parked", wait="accept") >= 1, "a fiber waits in accept")
         status, _, body = get(sock, "/fibers")
         check_eq(status, 200, "/fibers status")
         check(any(f.get("wait") == "accept" for f in json.loads(body)), "/fibers lists the accepting fiber")
