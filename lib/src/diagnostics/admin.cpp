@@ -171,7 +171,7 @@ template <class Acceptor> asio::awaitable<void> accept_loop(Acceptor& acceptor) 
 class endpoint {
 public:
   /// Throws on a bad address or when it cannot be bound.
-  explicit endpoint(const std::string& address) : requested_(address) {
+  explicit endpoint(const std::string& address) {
     if (address.find('/') != std::string::npos || address.find(':') == std::string::npos) {
       local::acceptor a(io_);
       a.open();
@@ -238,7 +238,6 @@ private:
     return {a, static_cast<unsigned short>(number)};
   }
 
-  std::string requested_;
   std::string bound_;
   std::string path_; ///< the Unix socket's file, removed at the end
   asio::io_context io_{1};

@@ -118,8 +118,7 @@ std::size_t count_fibers(const void* group) {
 
 thread_rows snapshot(worker& w, std::uint64_t where_generation) {
   thread_rows t{
-      &w, w.group_number, w.index, w.idle.load(std::memory_order_relaxed), w.running.load(std::memory_order_relaxed),
-      {}};
+      w.group_number, w.index, w.idle.load(std::memory_order_relaxed), w.running.load(std::memory_order_relaxed), {}};
   std::size_t expected;
   {
     std::lock_guard lk(w.registry_mutex);
@@ -175,26 +174,48 @@ state_counts count_states(worker& w) {
 
 namespace {
 
-/// The fibers of `rows` by their task (what a join waits on), and how many there are.
-std::map<const void*, std::uint64_t> fibers_by_task(const std::vector<thread_rows>& rows, std::size_t& total) {
-  std::map<const void*, std::uint64_t> fiber_of_task;
-  total = 0;
-  for (const auto& t : rows) {
-    total += t.fibers.size();
-    for (const auto& f : t.fibers)
-      if (f.task) fiber_of_task[f.task] = f.id;
+/// What both formats of a dump read off its rows: the moment it is made,
+/// the fibers by their task (what a join waits on), each row's state and
+/// times.
+class dump_view {
+public:
+  explicit dump_view(const std::vector<thread_rows>& rows) {
+    for (const auto& t : rows) {
+      total += t.fibers.size();
+      for (const auto& f : t.fibers)
+        if (f.task) fiber_of_task_[f.task] = f.id;
+    }
   }
-  return fiber_of_task;
-}
+  std::size_t total = 0; ///< fibers in all
+
+  static bool running(const thread_rows& t, const fiber_row& f) noexcept { return f.id == t.running && !t.idle; }
+  /// The fiber that `f` joins, or 0.
+  std::uint64_t joined(const fiber_row& f) const {
+    auto it = fiber_of_task_.find(f.object);
+    return f.object && it != fiber_of_task_.end() ? it->second : 0;
+  }
+  /// Seconds `f` has waited.
+  double waited(const fiber_row& f) const noexcept {
+    return static_cast<double>(std::max<std::int64_t>(0, now_ns_ - f.since_ns)) / 1e9;
+  }
+  /// Seconds until a timer ends `f`'s wait; negative when none will.
+  double until(const fiber_row& f) const noexcept {
+    using clock = std::chrono::steady_clock;
+    if (f.until == no_deadline.time_since_epoch().count()) return -1;
+    return static_cast<double>(std::max<steady_time::rep>(0, f.until - now_)) * clock::period::num / clock::period::den;
+  }
+
+private:
+  std::map<const void*, std::uint64_t> fiber_of_task_;
+  std::int64_t now_ns_ = coarse_now_ns();
+  steady_time::rep now_ = std::chrono::steady_clock::now().time_since_epoch().count();
+};
 
 } // namespace
 
 std::string format_dump(const std::vector<thread_rows>& rows) {
-  using clock = std::chrono::steady_clock;
-  std::size_t total = 0;
-  const auto fiber_of_task = fibers_by_task(rows, total);
-  const std::int64_t now_ns = coarse_now_ns();
-  const auto now = clock::now().time_since_epoch().count();
+  const dump_view view(rows);
+  const std::size_t total = view.total;
   std::ostringstream out;
   out << "coop: " << total << (total == 1 ? " fiber" : " fibers") << " on " << rows.size()
       << (rows.size() == 1 ? " runtime thread\n" : " runtime threads\n");
@@ -205,24 +226,22 @@ std::string format_dump(const std::vector<thread_rows>& rows) {
       out << "  fiber " << f.id;
       if (!f.name.empty()) out << " \"" << f.name << "\"";
       if (!f.what) {
-        out << (f.id == t.running && !t.idle ? ": running\n" : ": ready\n");
+        out << (dump_view::running(t, f) ? ": running\n" : ": ready\n");
         continue;
       }
-      out << ": waiting " << seconds(static_cast<double>(std::max<std::int64_t>(0, now_ns - f.since_ns)) / 1e9)
-          << " on " << f.what;
+      out << ": waiting " << seconds(view.waited(f)) << " on " << f.what;
       std::string detail;
       if (f.fd >= 0) detail = "fd " + std::to_string(f.fd);
-      if (auto it = fiber_of_task.find(f.object); f.object && it != fiber_of_task.end())
-        detail = "fiber " + std::to_string(it->second);
+      if (const std::uint64_t joined = view.joined(f))
+        detail = "fiber " + std::to_string(joined);
       else if (f.object && f.fd < 0) {
         std::ostringstream o;
         o << f.object;
         detail = o.str();
       }
-      if (f.until != no_deadline.time_since_epoch().count()) {
+      if (const double until = view.until(f); until >= 0) {
         if (!detail.empty()) detail += ", ";
-        detail += "until +" + seconds(static_cast<double>(std::max<steady_time::rep>(0, f.until - now)) *
-                                      clock::period::num / clock::period::den);
+        detail += "until +" + seconds(until);
       }
       if (!detail.empty()) out << " (" << detail << ")";
       out << "\n";
@@ -278,13 +297,9 @@ std::string dump_all(std::uint64_t where_generation, bool json) {
 }
 
 std::string format_dump_json(const std::vector<thread_rows>& rows) {
-  using clock = std::chrono::steady_clock;
-  std::size_t total = 0;
-  const auto fiber_of_task = fibers_by_task(rows, total);
-  const std::int64_t now_ns = coarse_now_ns();
-  const auto now = clock::now().time_since_epoch().count();
+  const dump_view view(rows);
   std::string out;
-  out.reserve(160 * total + 16);
+  out.reserve(160 * view.total + 16);
   out += '[';
   bool first = true;
   for (const auto& t : rows)
@@ -295,7 +310,7 @@ std::string format_dump_json(const std::vector<thread_rows>& rows) {
       append_json_string(out, f.name);
       out += ",\"runtime\":" + std::to_string(t.runtime) + ",\"thread\":" + std::to_string(t.thread);
       if (!f.what) {
-        out += f.id == t.running && !t.idle ? ",\"state\":\"running\"}" : ",\"state\":\"ready\"}";
+        out += dump_view::running(t, f) ? ",\"state\":\"running\"}" : ",\"state\":\"ready\"}";
         continue;
       }
       out += ",\"state\":\"waiting\",\"wait\":\"";
@@ -303,14 +318,12 @@ std::string format_dump_json(const std::vector<thread_rows>& rows) {
       out += "\",\"what\":";
       append_json_string(out, f.what);
       if (f.fd >= 0) out += ",\"fd\":" + std::to_string(f.fd);
-      if (auto it = fiber_of_task.find(f.object); f.object && it != fiber_of_task.end())
-        out += ",\"fiber\":" + std::to_string(it->second);
+      if (const std::uint64_t joined = view.joined(f)) out += ",\"fiber\":" + std::to_string(joined);
       out += ",\"waiting_seconds\":";
-      append_seconds(out, static_cast<double>(std::max<std::int64_t>(0, now_ns - f.since_ns)) / 1e9);
-      if (f.until != no_deadline.time_since_epoch().count()) {
+      append_seconds(out, view.waited(f));
+      if (const double until = view.until(f); until >= 0) {
         out += ",\"until_seconds\":";
-        append_seconds(out, static_cast<double>(std::max<steady_time::rep>(0, f.until - now)) * clock::period::num /
-                                clock::period::den);
+        append_seconds(out, until);
       }
       if (!f.where.empty()) {
         out += ",\"where\":[";

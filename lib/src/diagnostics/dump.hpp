@@ -35,8 +35,7 @@ struct fiber_row {
 };
 
 struct thread_rows {
-  const worker* w;  ///< valid while the watchdog's mutex is held
-  unsigned runtime; ///< w->group_number, w->index: for formatting after
+  unsigned runtime; ///< the worker's group_number and index
   unsigned thread;
   bool idle;
   std::uint64_t running;

@@ -209,15 +209,16 @@ void write_prometheus(std::ostream& out) {
         [](T t) { return t.serve_open; });
   counter("coop_serve_limit_waits_total", "Times coop::net::serve stopped accepting at max_connections.",
           [](T t) { return t.serve_limit_waits; });
+  // The offload pool: one per process, no labels.
+  auto process = [&](const char* type, const char* name, const char* help, std::uint64_t value) {
+    e.family(name, type, help);
+    e.sample(name, "", static_cast<double>(value));
+  };
   const offload_metrics& o = m.offload;
-  e.family("coop_offload_jobs_queued", "gauge", "Offloaded jobs waiting for a pool thread.");
-  e.sample("coop_offload_jobs_queued", "", static_cast<double>(o.queued));
-  e.family("coop_offload_jobs_running", "gauge", "Offloaded jobs being run.");
-  e.sample("coop_offload_jobs_running", "", static_cast<double>(o.running));
-  e.family("coop_offload_jobs_completed_total", "counter", "Offloaded jobs done with.");
-  e.sample("coop_offload_jobs_completed_total", "", static_cast<double>(o.completed));
-  e.family("coop_offload_threads", "gauge", "Threads of the offload pool.");
-  e.sample("coop_offload_threads", "", static_cast<double>(o.threads));
+  process("gauge", "coop_offload_jobs_queued", "Offloaded jobs waiting for a pool thread.", o.queued);
+  process("gauge", "coop_offload_jobs_running", "Offloaded jobs being run.", o.running);
+  process("counter", "coop_offload_jobs_completed_total", "Offloaded jobs done with.", o.completed);
+  process("gauge", "coop_offload_threads", "Threads of the offload pool.", o.threads);
 }
 
 } // namespace coop
