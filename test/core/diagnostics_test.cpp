@@ -6,6 +6,7 @@
 
 #include "core/stack_pool.hpp"
 #include "diagnostics/dump.hpp"
+#include "diagnostics/where.hpp"
 
 #include <boost/fiber/future.hpp>
 
@@ -1091,4 +1092,54 @@ BOOST_AUTO_TEST_CASE(fibers_page_shows_where_each_fiber_waits_in_the_program) {
   BOOST_TEST(rest.find("\"stack_bytes\":") != std::string::npos, rest);
   BOOST_TEST(text.find("on channel pop") != std::string::npos, text);
   BOOST_TEST(text.find("      wait_for_reply at ") != std::string::npos, text);
+}
+
+BOOST_AUTO_TEST_CASE(fibers_page_wakes_parked_fibers_one_batch_at_a_time) {
+  // Each parked fiber is woken to trace itself. Woken all at once, 20,000
+  // of them filled the ready queue (5,000 here), and every other fiber of the thread
+  // waited behind all their traces (scheduling delay reports on stderr for
+  // each dump). A batch is woken when the last has traced: a fiber that
+  // yields meanwhile never finds more than a batch ahead of it.
+  char dir[] = "/tmp/coop-admin-XXXXXX";
+  BOOST_TEST_REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string socket_path = std::string(dir) + "/admin.sock";
+  coop::run_options opts = quiet_options();
+  opts.admin_socket = socket_path;
+  opts.stack_size = 16 * 1024;
+  constexpr int fibers = 5'000;
+  std::string json;
+  std::uint64_t longest_queue = 0, looks = 0;
+  coop::run(
+      [&] {
+        coop::channel<int> replies;
+        coop::task_group group;
+        for (int i = 0; i < fibers; ++i) {
+          group.spawn([&] { wait_for_reply(replies); });
+          if (i % 100 == 0) coop::this_fiber::yield();
+        }
+        test_support::yield_until([&] { return coop::metrics_snapshot().threads.at(0).ready == 0; });
+        std::atomic<bool> asked{false};
+        auto probe = coop::spawn([&] {
+          while (!asked.load()) {
+            coop::this_fiber::yield();
+            longest_queue = std::max(longest_queue, coop::metrics_snapshot().threads.at(0).ready_queue);
+            ++looks;
+          }
+        });
+        coop::offload([&] { json = admin_get(socket_path, "/fibers"); });
+        asked = true;
+        probe.join();
+        for (int i = 0; i < fibers; ++i)
+          replies.push(i);
+        group.join();
+      },
+      opts);
+  ::rmdir(dir);
+  BOOST_TEST(json.find("HTTP/1.1 200 OK") == 0, json.substr(0, 200));
+  std::size_t named = 0;
+  for (auto at = json.find("wait_for_reply"); at != std::string::npos; at = json.find("wait_for_reply", at + 1))
+    ++named;
+  BOOST_TEST(named == static_cast<std::size_t>(fibers));
+  BOOST_TEST(looks > 10u); // it ran between batches
+  BOOST_TEST(longest_queue <= coop::detail::trace_batch + 8, "longest ready queue " << longest_queue);
 }

@@ -58,6 +58,7 @@ void worker::adopt(fiber_state& fs) noexcept {
 void worker::forget(fiber_state& fs) noexcept {
   std::lock_guard lk(registry_mutex);
   if (registry_cursor == &fs) registry_cursor = fs.registry_next;
+  if (trace_cursor == &fs) trace_cursor = fs.registry_next;
   if (fs.registry_prev)
     fs.registry_prev->registry_next = fs.registry_next;
   else

@@ -21,7 +21,8 @@
 
 namespace coop::detail {
 
-class fd_table; // lib/src/net/fd_table.hpp
+class fd_table;       // lib/src/net/fd_table.hpp
+struct trace_request; // lib/src/diagnostics/where.cpp
 
 /// What the watchdog (lib/src/diagnostics/watchdog.cpp) remembers about a worker between
 /// its looks; touched only by the watchdog thread.
@@ -105,6 +106,14 @@ struct worker {
   /// `registry_mutex` (diagnostics/dump.cpp, `walk_registry`); `forget` moves it past
   /// a fiber that ends meanwhile.
   fiber_state* registry_cursor = nullptr;
+  /// Where fibers wait (diagnostics/where.cpp), on this thread only: the
+  /// request whose batches it is waking its parked fibers for, where the
+  /// next batch starts in `fibers` (`forget` moves it past a fiber that
+  /// ends), and how many of the last batch have yet to trace themselves
+  /// (the last one wakes the next batch).
+  std::shared_ptr<trace_request> tracing;
+  fiber_state* trace_cursor = nullptr;
+  std::size_t trace_outstanding = 0;
   worker_watch watch;
   /// What coop::metrics_snapshot reports (lib/src/diagnostics/metrics.cpp).
   worker_counters counters;

@@ -50,9 +50,11 @@ constexpr std::size_t max_request = 8 * 1024;
 constexpr std::size_t write_piece = 256 * 1024; ///< bytes of the answer written within one `exchange_limit`
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-/// How long /fibers waits for the parked fibers to say where they wait (a
-/// stuck runtime thread's fibers cannot).
-constexpr auto trace_limit = 500ms;
+/// How long /fibers waits for the parked fibers to say where they wait:
+/// while answers come, up to `trace_limit`, and `trace_quiet` after the
+/// last (a stuck runtime thread's fibers cannot answer).
+constexpr auto trace_quiet = 500ms;
+constexpr auto trace_limit = 10s;
 
 /// Whether `args` is a query /fibers takes: "format=text" and "where=0",
 /// in any order, joined by '&'.
@@ -87,7 +89,8 @@ http::response<http::string_body> page(const http::request<http::empty_body>& re
   } else if (path == "/fibers" && fibers_query(args)) {
     const bool text = args.find("format=text") != std::string_view::npos;
     // Where each parked fiber waits, unless asked not to (where=0).
-    const std::uint64_t where = args.find("where=0") != std::string_view::npos ? 0 : trace_parked_fibers(trace_limit);
+    const std::uint64_t where =
+        args.find("where=0") != std::string_view::npos ? 0 : trace_parked_fibers(trace_quiet, trace_limit);
     res.set(http::field::content_type, text ? "text/plain; charset=utf-8" : "application/json");
     res.body() = dump_all(where, !text);
   } else {

@@ -12,14 +12,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <iomanip>
-#include <map>
 #include <mutex>
 #include <ostream>
 #include <sstream>
 #include <string_view>
+#include <unordered_map>
 
 namespace coop::detail {
 
@@ -180,11 +181,12 @@ namespace {
 class dump_view {
 public:
   explicit dump_view(const std::vector<thread_rows>& rows) {
-    for (const auto& t : rows) {
+    for (const auto& t : rows)
       total += t.fibers.size();
+    fiber_of_task_.reserve(total);
+    for (const auto& t : rows)
       for (const auto& f : t.fibers)
         if (f.task) fiber_of_task_[f.task] = f.id;
-    }
   }
   std::size_t total = 0; ///< fibers in all
 
@@ -206,7 +208,7 @@ public:
   }
 
 private:
-  std::map<const void*, std::uint64_t> fiber_of_task_;
+  std::unordered_map<const void*, std::uint64_t> fiber_of_task_;
   std::int64_t now_ns_ = coarse_now_ns();
   steady_time::rep now_ = std::chrono::steady_clock::now().time_since_epoch().count();
 };
@@ -275,8 +277,13 @@ void append_json_string(std::string& out, std::string_view s) {
 
 void append_seconds(std::string& out, double s) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3f", s);
-  out += buf;
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, s, std::chars_format::fixed, 3);
+  out.append(buf, ec == std::errc() ? end : buf);
+}
+
+void append_number(std::string& out, std::uint64_t n) {
+  char buf[24];
+  out.append(buf, std::to_chars(buf, buf + sizeof buf, n).ptr);
 }
 
 } // namespace
@@ -299,16 +306,32 @@ std::string dump_all(std::uint64_t where_generation, bool json) {
 std::string format_dump_json(const std::vector<thread_rows>& rows) {
   const dump_view view(rows);
   std::string out;
-  out.reserve(160 * view.total + 16);
+  out.reserve(320 * view.total + 16); // about what an entry with where takes
+  // Fibers that wait at the same place (most of a server's) are often next
+  // to each other: the last entry's frames are kept, as JSON, for the next.
+  const std::vector<std::uintptr_t>* last_where = nullptr;
+  std::vector<stack_extent> stacks;
+  stacks.reserve(view.total);
+  for (const auto& t : rows)
+    for (const auto& f : t.fibers)
+      stacks.push_back({f.stack_top, f.stack_size});
+  const std::vector<std::size_t> stack_bytes = stacks_touched_bytes(stacks);
+  std::size_t row = 0;
+  std::string where_json;
   out += '[';
   bool first = true;
   for (const auto& t : rows)
     for (const auto& f : t.fibers) {
-      out += first ? "\n" : ",\n";
+      const std::size_t touched = stack_bytes[row++];
+      out += first ? "\n{\"id\":" : ",\n{\"id\":";
       first = false;
-      out += "{\"id\":" + std::to_string(f.id) + ",\"name\":";
+      append_number(out, f.id);
+      out += ",\"name\":";
       append_json_string(out, f.name);
-      out += ",\"runtime\":" + std::to_string(t.runtime) + ",\"thread\":" + std::to_string(t.thread);
+      out += ",\"runtime\":";
+      append_number(out, t.runtime);
+      out += ",\"thread\":";
+      append_number(out, t.thread);
       if (!f.what) {
         out += dump_view::running(t, f) ? ",\"state\":\"running\"}" : ",\"state\":\"ready\"}";
         continue;
@@ -317,8 +340,14 @@ std::string format_dump_json(const std::vector<thread_rows>& rows) {
       out += to_string(f.kind);
       out += "\",\"what\":";
       append_json_string(out, f.what);
-      if (f.fd >= 0) out += ",\"fd\":" + std::to_string(f.fd);
-      if (const std::uint64_t joined = view.joined(f)) out += ",\"fiber\":" + std::to_string(joined);
+      if (f.fd >= 0) {
+        out += ",\"fd\":";
+        append_number(out, static_cast<std::uint64_t>(f.fd));
+      }
+      if (const std::uint64_t joined = view.joined(f)) {
+        out += ",\"fiber\":";
+        append_number(out, joined);
+      }
       out += ",\"waiting_seconds\":";
       append_seconds(out, view.waited(f));
       if (const double until = view.until(f); until >= 0) {
@@ -326,17 +355,25 @@ std::string format_dump_json(const std::vector<thread_rows>& rows) {
         append_seconds(out, until);
       }
       if (!f.where.empty()) {
-        out += ",\"where\":[";
-        bool first_frame = true;
-        for (const std::string& frame : program_frames(f.where.data(), f.where.size(), where_lines)) {
-          if (!first_frame) out += ',';
-          first_frame = false;
-          append_json_string(out, frame);
+        if (!last_where || *last_where != f.where) {
+          where_json = ",\"where\":[";
+          bool first_frame = true;
+          for (const std::string& frame : program_frames(f.where.data(), f.where.size(), where_lines)) {
+            if (!first_frame) where_json += ',';
+            first_frame = false;
+            append_json_string(where_json, frame);
+          }
+          where_json += ']';
+          last_where = &f.where;
         }
-        out += ']';
+        out += where_json;
       }
-      if (const std::size_t bytes = stack_touched_bytes(f.stack_top, f.stack_size); bytes != 0)
-        out += ",\"stack_bytes\":" + std::to_string(bytes) + ",\"stack_size\":" + std::to_string(f.stack_size);
+      if (touched != 0) {
+        out += ",\"stack_bytes\":";
+        append_number(out, touched);
+        out += ",\"stack_size\":";
+        append_number(out, f.stack_size);
+      }
       out += '}';
     }
   out += "\n]\n";

@@ -20,23 +20,36 @@
 #include <thread>
 
 namespace coop::detail {
-namespace {
 
 struct trace_request {
   std::uint64_t generation = 0;
   std::atomic<long> threads{0}; ///< runtime threads still waking their fibers
 };
 
+namespace {
+
 std::atomic<std::uint64_t> last_generation{0};
 /// Fibers woken to trace themselves that have not yet (every request).
 std::atomic<long> untraced{0};
+/// Traces taken (every request): how a request sees that answers still come.
+std::atomic<std::uint64_t> traces_taken{0};
 
-/// On `w`'s thread, between fibers (an Asio handler): wakes up to
-/// `trace_batch` parked fibers not yet asked by `req`, then posts itself
-/// again for the next batch, or is done.
+/// On `w`'s thread: wakes the next `trace_batch` parked fibers not yet
+/// asked by `req`. The first batch is woken from an Asio handler; the last
+/// fiber of each batch to trace itself wakes the next (`trace_wait`), so a
+/// batch runs before the next is woken and the ready queue never holds
+/// more than one, whether or not the thread gets back to its reactor. A
+/// batch that finds none is the end. Each walks on from where the last
+/// stopped.
 void wake_batch(worker& w, const std::shared_ptr<trace_request>& req) {
+  if (w.tracing != req) { // a new request (an old one given up on is dropped)
+    w.tracing = req;
+    w.trace_cursor = w.fibers;
+    w.trace_outstanding = 0;
+  }
   std::size_t woken = 0;
-  for (fiber_state* fs = w.fibers; fs && woken < trace_batch; fs = fs->registry_next) {
+  fiber_state* fs = w.trace_cursor;
+  for (; fs && woken < trace_batch; fs = fs->registry_next) {
     if (fs->trace_generation == req->generation || !fs->snapshot.what.load(std::memory_order_relaxed)) continue;
     fs->trace_generation = req->generation;
     untraced.fetch_add(1, std::memory_order_relaxed);
@@ -45,14 +58,12 @@ void wake_batch(worker& w, const std::shared_ptr<trace_request>& req) {
     else
       untraced.fetch_sub(1, std::memory_order_relaxed);
   }
-  if (woken == trace_batch) {
-    try {
-      boost::asio::post(w.io, [&w, req] { wake_batch(w, req); });
-      return;
-    } catch (...) { // no memory: the rest go without
-    }
+  w.trace_cursor = fs;
+  w.trace_outstanding = woken;
+  if (woken == 0) {
+    w.tracing.reset();
+    req->threads.fetch_sub(1, std::memory_order_release);
   }
-  req->threads.fetch_sub(1, std::memory_order_release);
 }
 
 } // namespace
@@ -73,19 +84,26 @@ void wait_context::trace_wait() noexcept {
         return _URC_NO_REASON;
       },
       &f);
-  if (fs.owner) {
-    std::lock_guard lk(fs.owner->registry_mutex);
-    if (!fs.where) fs.where = new (std::nothrow) where_record;
-    if (fs.where) {
-      fs.where->generation = fs.trace_generation;
-      fs.where->count = f.count;
-      std::copy(f.pcs, f.pcs + f.count, fs.where->pcs);
+  if (worker* w = fs.owner) { // on its thread
+    {
+      std::lock_guard lk(w->registry_mutex);
+      if (!fs.where) fs.where = new (std::nothrow) where_record;
+      if (fs.where) {
+        fs.where->generation = fs.trace_generation;
+        fs.where->count = f.count;
+        std::copy(f.pcs, f.pcs + f.count, fs.where->pcs);
+      }
+    }
+    if (w->trace_outstanding != 0 && --w->trace_outstanding == 0 && w->tracing) {
+      const std::shared_ptr<trace_request> req = w->tracing; // wake_batch may let go of w->tracing
+      wake_batch(*w, req);
     }
   }
+  traces_taken.fetch_add(1, std::memory_order_relaxed);
   untraced.fetch_sub(1, std::memory_order_relaxed);
 }
 
-std::uint64_t trace_parked_fibers(std::chrono::milliseconds limit) {
+std::uint64_t trace_parked_fibers(std::chrono::milliseconds quiet, std::chrono::milliseconds limit) {
   auto req = std::make_shared<trace_request>();
   req->generation = last_generation.fetch_add(1, std::memory_order_relaxed) + 1;
   with_watched_workers([&](std::span<worker* const> workers) {
@@ -98,10 +116,21 @@ std::uint64_t trace_parked_fibers(std::chrono::milliseconds limit) {
       }
     }
   });
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  while ((req->threads.load(std::memory_order_acquire) > 0 || untraced.load(std::memory_order_relaxed) > 0) &&
-         std::chrono::steady_clock::now() < give_up)
+  using clock = std::chrono::steady_clock;
+  const auto give_up = clock::now() + limit;
+  auto last_answer = clock::now();
+  std::uint64_t taken = traces_taken.load(std::memory_order_relaxed);
+  while (req->threads.load(std::memory_order_acquire) > 0 || untraced.load(std::memory_order_relaxed) > 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const auto now = clock::now();
+    if (const std::uint64_t t = traces_taken.load(std::memory_order_relaxed); t != taken) {
+      taken = t;
+      last_answer = now;
+    } else if (now - last_answer >= quiet) {
+      break;
+    }
+    if (now >= give_up) break;
+  }
   return req->generation;
 }
 
@@ -121,6 +150,49 @@ std::size_t stack_touched_bytes(const void* top, std::size_t size) noexcept {
     done += chunk;
   }
   return n * page;
+}
+
+std::vector<std::size_t> stacks_touched_bytes(const std::vector<stack_extent>& stacks) {
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+  constexpr std::uintptr_t max_gap = 64 * 1024;  ///< between neighbours read together (guard pages, say)
+  constexpr std::size_t max_run_pages = 1 << 14; ///< read by one call
+  struct span {
+    std::uintptr_t low, high; ///< page-aligned
+    std::size_t index;
+  };
+  std::vector<std::size_t> bytes(stacks.size(), 0);
+  std::vector<span> spans;
+  spans.reserve(stacks.size());
+  for (std::size_t i = 0; i < stacks.size(); ++i) {
+    const auto top = reinterpret_cast<std::uintptr_t>(stacks[i].top);
+    if (!top || stacks[i].size == 0 || stacks[i].size > top) continue;
+    spans.push_back({(top - stacks[i].size) & ~(page - 1), (top + page - 1) & ~(page - 1), i});
+  }
+  std::sort(spans.begin(), spans.end(), [](const span& a, const span& b) { return a.low < b.low; });
+  std::vector<unsigned char> resident;
+  for (std::size_t first = 0, last; first < spans.size(); first = last + 1) {
+    last = first;
+    while (last + 1 < spans.size() && spans[last + 1].low >= spans[last].high &&
+           spans[last + 1].low - spans[last].high <= max_gap &&
+           (spans[last + 1].high - spans[first].low) / page <= max_run_pages)
+      ++last;
+    const std::uintptr_t low = spans[first].low;
+    resident.resize((spans[last].high - low) / page);
+    if (::mincore(reinterpret_cast<void*>(low), resident.size() * page, resident.data()) == 0) {
+      for (std::size_t k = first; k <= last; ++k) {
+        std::size_t n = 0;
+        for (std::uintptr_t p = spans[k].low; p < spans[k].high; p += page)
+          n += resident[(p - low) / page] & 1;
+        bytes[spans[k].index] = n * page;
+      }
+    } else { // a hole between them: one at a time
+      for (std::size_t k = first; k <= last; ++k) {
+        const stack_extent& s = stacks[spans[k].index];
+        bytes[spans[k].index] = stack_touched_bytes(s.top, s.size);
+      }
+    }
+  }
+  return bytes;
 }
 
 } // namespace coop::detail

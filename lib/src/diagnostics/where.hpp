@@ -27,10 +27,11 @@ struct where_record {
 };
 
 /// Asks every parked fiber of every runtime thread where it waits, and
-/// waits up to `limit` for the answers (a stuck thread gives none). Returns
-/// the request's number: records with it are current. Fibers per batch:
-/// `trace_batch`, so that other fibers run between batches.
-std::uint64_t trace_parked_fibers(std::chrono::milliseconds limit);
+/// waits for the answers while they come: it gives up once none has come
+/// for `quiet` (a stuck thread gives none), or after `limit` in all.
+/// Returns the request's number: records with it are current. Fibers per
+/// batch: `trace_batch`, so that other fibers run between batches.
+std::uint64_t trace_parked_fibers(std::chrono::milliseconds quiet, std::chrono::milliseconds limit);
 inline constexpr std::size_t trace_batch = 256;
 
 /// The program's frames among `pcs` (innermost first), as "function at
@@ -41,5 +42,16 @@ std::vector<std::string> program_frames(const std::uintptr_t* pcs, std::size_t c
 /// Bytes of a fiber stack that are resident (touched and not given back):
 /// its high-water mark, from mincore. 0 when unknown.
 std::size_t stack_touched_bytes(const void* top, std::size_t size) noexcept;
+
+/// A fiber's stack: its top (highest address) and size.
+struct stack_extent {
+  const void* top = nullptr;
+  std::size_t size = 0;
+};
+
+/// `stack_touched_bytes` of each of `stacks`, in order. Stacks that lie
+/// side by side (mmap usually places them so) are read with one mincore
+/// call between them, which matters with 100,000 fibers.
+std::vector<std::size_t> stacks_touched_bytes(const std::vector<stack_extent>& stacks);
 
 } // namespace coop::detail
