@@ -51,10 +51,12 @@ def add_build_options(parser):
     parser.add_argument("--no-setup", action="store_true", help="do not run scripts/setup")
 
 
-def build_apps(args, who):
+def build_apps(args, who, optional=()):
     """Returns the directory holding echo_server and loadgen: args.bin as given,
     or build/bin after scripts/setup (unless args.no_setup) and a build of just
-    those two targets with the default preset. Exits when one is missing."""
+    those two targets with the default preset, and of the `optional` ones that
+    the configuration has (the Go baseline needs golang-go). Exits when
+    echo_server or loadgen is missing."""
     bindir = args.bin
     if not bindir:
         if not args.no_setup:
@@ -63,6 +65,9 @@ def build_apps(args, who):
         subprocess.run(["cmake", "--preset", "default"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["cmake", "--build", "--preset", "default", "--target", "echo_server", "loadgen"],
                        cwd=ROOT, check=True, stdout=sys.stderr)
+        for target in optional:  # absent from the configuration: left out
+            subprocess.run(["cmake", "--build", "--preset", "default", "--target", target], cwd=ROOT,
+                           stdout=sys.stderr, stderr=subprocess.DEVNULL)
         bindir = os.path.join(ROOT, "build", "bin")
     for exe in ("echo_server", "loadgen"):
         if not os.access(os.path.join(bindir, exe), os.X_OK):
@@ -222,9 +227,10 @@ class Scraper:
         return self.answers
 
 
-def loadgen_run(bindir, server_cmd, connections, size, duration, warmup, scrape=None):
+def loadgen_run(bindir, server_cmd, connections, size, duration, warmup, scrape=None, stream=False):
     """Starts a server, drives it with loadgen for `duration` seconds after
-    `warmup`, samples its peak RSS (VmHWM) and stops it (it must exit 0).
+    `warmup` (with `stream`, loadgen --stream: no waiting for each echo),
+    samples its peak RSS (VmHWM) and stops it (it must exit 0).
     With `scrape` ((targets, interval)), the server has an admin endpoint
     (its "admin on ADDRESS" line) that a Scraper asks meanwhile.
     Returns (loadgen's JSON report, peak RSS in KiB)."""
@@ -239,7 +245,7 @@ def loadgen_run(bindir, server_cmd, connections, size, duration, warmup, scrape=
             scraper = Scraper(line[len("admin on "):].strip(), *scrape)
         cmd = [os.path.join(bindir, "loadgen"), "--port", str(port), "--connections", str(connections),
                "--size", str(size), "--duration", str(duration), "--warmup", str(warmup),
-               "--server-pid", str(server.pid), "--json"]
+               "--server-pid", str(server.pid), "--json"] + (["--stream"] if stream else [])
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=180 + duration)
         if scraper and scraper.stop() == 0:
             raise RuntimeError(f"{name}: the admin endpoint was never scraped")

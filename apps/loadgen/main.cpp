@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -46,6 +47,7 @@ struct settings {
   std::chrono::nanoseconds connect_timeout{}; ///< how long to keep retrying one connection
   int server_pid = 0;                         ///< 0: do not sample the server's CPU time
   double rate = 0;                            ///< requests/s in all, paced per connection; 0: as fast as it can
+  bool stream = false;                        ///< send without waiting for each echo (`stream_client`)
   bool json = false;
 };
 
@@ -133,6 +135,62 @@ void round_trip(net::tcp_stream& stream, const std::vector<char>& message, std::
   if (!ec) ec = write_ec;
 }
 
+/// --stream: one fiber sends message after message without waiting for
+/// their echoes (the socket buffers bound how many are in flight) while this
+/// one reads the echoes back and checks each; a message's latency runs from
+/// its send to the end of its echo, which includes its wait behind the
+/// messages ahead of it in the buffers. At the end the sender shuts its side
+/// down, and the server's close ends the reading once every echo is in.
+void stream_client(const settings& s, const schedule& when, thread_results& r, net::tcp_stream& stream,
+                   const std::vector<char>& pattern) {
+  std::deque<clock::time_point> sent; // send times of the messages whose echo is still due
+  boost::system::error_code write_ec;
+  coop::task<void> sender = coop::spawn([&] {
+    std::vector<char> message = pattern;
+    for (std::uint64_t sequence = 0; clock::now() < when.end; ++sequence) {
+      if (s.size >= sizeof sequence) std::memcpy(message.data(), &sequence, sizeof sequence);
+      sent.push_back(clock::now());
+      stream.write_all(boost::asio::buffer(message), write_ec);
+      if (write_ec) return;
+    }
+    stream.shutdown_send(write_ec);
+  });
+  std::vector<char> expected = pattern, reply(s.size);
+  boost::system::error_code ec;
+  for (std::uint64_t sequence = 0;; ++sequence) {
+    stream.read_exact(boost::asio::buffer(reply), ec);
+    if (ec) break; // eof: every echo is in (or the connection failed: below)
+    const auto finished = clock::now();
+    if (s.size >= sizeof sequence) std::memcpy(expected.data(), &sequence, sizeof sequence);
+    if (sent.empty() || std::memcmp(expected.data(), reply.data(), s.size) != 0) {
+      ++r.mismatches;
+      ec = boost::system::errc::make_error_code(boost::system::errc::bad_message);
+      break;
+    }
+    const auto started = sent.front();
+    sent.pop_front();
+    r.completed.store(r.completed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    // Counted when its echo ends within the window: with the socket buffers
+    // full, a message waits long behind the others, and counting by its
+    // send as well would leave a short window nearly empty.
+    if (finished >= when.window_begin && finished <= when.end) {
+      ++r.requests;
+      r.latency.record(static_cast<std::uint64_t>(std::chrono::nanoseconds(finished - started).count()));
+    }
+  }
+  if (ec == boost::asio::error::eof && sent.empty() && !write_ec) ec.clear();
+  if (ec) sender.cancel();
+  boost::system::error_code join_ec;
+  coop::shield wait_for_sender; // it uses our locals: never leave before it is gone
+  sender.join(join_ec);
+  if (!ec) ec = write_ec;
+  if (ec) {
+    if (ec == coop::errc::timed_out) ++r.timeouts;
+    if (r.first_error.empty()) r.first_error = ec.message();
+    r.errors.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 /// One connection's whole life: connect, wait at the gate, then request after
 /// request until the end of the run.
 void client(const settings& s, const schedule& when, thread_context& ctx, std::size_t index) {
@@ -150,6 +208,10 @@ void client(const settings& s, const schedule& when, thread_context& ctx, std::s
     message[k] = static_cast<char>('a' + (k * 7 + index) % 26);
   std::uint64_t sequence = 0;
 
+  // Every request must finish by end + request_timeout; one that hangs fails.
+  coop::timeout overall(when.end + s.request_timeout);
+  if (s.stream) return stream_client(s, when, r, *stream, message);
+
   // --rate: this connection sends every `interval`, the connections' phases
   // spread over one interval; a late request is not made up for by a burst.
   const bool paced = s.rate > 0;
@@ -157,9 +219,6 @@ void client(const settings& s, const schedule& when, thread_context& ctx, std::s
       paced ? std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(double(s.connections) / s.rate))
             : clock::duration::zero();
   auto next_send = clock::now() + interval * static_cast<long>(index) / static_cast<long>(s.connections);
-
-  // Every request must finish by end + request_timeout; one that hangs fails.
-  coop::timeout overall(when.end + s.request_timeout);
   while (clock::now() < when.end) {
     if (paced) {
       if (next_send >= when.end) return;
@@ -256,6 +315,9 @@ settings parse_settings(int argc, char** argv) {
        "also report that (local) process's CPU time per request during the measurement")
       ("rate", po::value(&s.rate)->default_value(0),
        "at most this many requests/s in all, spread evenly over the connections (0: no limit)")
+      ("stream", po::bool_switch(&s.stream),
+       "streaming: each connection sends its messages back to back without waiting for the echoes, "
+       "which it reads and checks as they come (latency: from a message's send to its echo)")
       ("json", po::bool_switch(&s.json), "print one JSON object at the end, nothing else");
   // clang-format on
   coop_app::parse(argc, argv, name,
@@ -273,6 +335,7 @@ settings parse_settings(int argc, char** argv) {
   if (s.threads < 1 || s.threads > 256) coop_app::usage_error(name, "--threads: must be between 1 and 256");
   if (s.connect_concurrency < 1) coop_app::usage_error(name, "--connect-concurrency: must be at least 1");
   if (!(s.rate >= 0) || s.rate > 1e9) coop_app::usage_error(name, "--rate: must be between 0 and 1e9 requests/s");
+  if (s.stream && s.rate > 0) coop_app::usage_error(name, "--stream and --rate exclude each other");
   s.duration = seconds_option("duration", duration, 0.001);
   s.warmup = seconds_option("warmup", warmup, 0);
   s.request_timeout = seconds_option("request-timeout", request_timeout, 0.001);

@@ -20,6 +20,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -267,6 +271,42 @@ void asio_timer(benchmark::State& state) {
       io.restart();
     }
   });
+}
+
+// --- wait_readable on a pipe that is already readable, against poll(2) ----
+
+/// A pipe with a byte in it: readable for as long as nobody reads.
+struct ready_pipe {
+  int fds[2] = {-1, -1};
+  ready_pipe() {
+    if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0 || ::write(fds[1], "x", 1) != 1) std::abort();
+  }
+  ~ready_pipe() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+};
+
+void coop_wait_readable(benchmark::State& state) {
+  on_fresh_thread([&] {
+    coop::run_options opts;
+    opts.stall_threshold = std::chrono::milliseconds(0); // the loop never yields: no stall reports
+    coop::run(
+        [&] {
+          ready_pipe p;
+          for (auto _ : state)
+            coop::wait_readable(p.fds[0]);
+        },
+        opts);
+  });
+}
+
+void poll_readable(benchmark::State& state) {
+  ready_pipe p;
+  for (auto _ : state) {
+    pollfd pfd{p.fds[0], POLLIN, 0};
+    benchmark::DoNotOptimize(::poll(&pfd, 1, 0));
+  }
 }
 
 // --- select: a partner waits in select over two channels, answers ----------
@@ -646,6 +686,8 @@ BENCHMARK(hand_pipelined_lines)->Name("hand/pipelined_lines");
 BENCHMARK(coop_pipelined_read_until)->Name("coop/pipelined_lines_read_until");
 BENCHMARK(hand_pipelined_lines)->Name("hand/pipelined_lines_read_until");
 BENCHMARK(coop_park_wake)->Name("coop/park_wake");
+BENCHMARK(coop_wait_readable)->Name("coop/wait_readable_ready");
+BENCHMARK(poll_readable)->Name("poll/wait_readable_ready");
 BENCHMARK(raw_park_wake)->Name("raw/park_wake");
 
 /// Runs the benchmarks; `--fibers=N` (default 100,000) sets how many parked

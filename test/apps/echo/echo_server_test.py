@@ -615,6 +615,28 @@ def case_loadgen_rate():
         check(server.stop() == 0, "server exit status")
 
 
+def case_loadgen_stream():
+    """loadgen --stream: each connection sends without waiting for its echoes and checks them as they come,
+    many messages in flight; the server's close after the sender's shutdown ends the run without errors;
+    --stream with --rate exits 2."""
+    check(ARGS.loadgen, "--loadgen PATH is needed")
+    with Server() as server:
+        cmd = [ARGS.loadgen, "--port", str(server.port), "--connections", "4", "--size", "512", "--stream",
+               "--duration", "1", "--warmup", "0.2", "--json"]
+        started = time.monotonic()
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - started
+        check(r.returncode == 0, f"loadgen exit {r.returncode}: {r.stderr}{r.stdout}")
+        report = json.loads(r.stdout)
+        check(report["errors"] == 0 and report["connect_failures"] == 0, f"errors: {report}")
+        check(report["requests"] > 1000, f"few echoes: {report}")
+        # The run ends once the echoes are in, not at --request-timeout (10 s).
+        check(took < 8, f"loadgen --stream took {took:.1f} s")
+        r = subprocess.run(cmd + ["--rate", "100"], capture_output=True, text=True, timeout=60)
+        check(r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, f"--stream --rate: {r}")
+        check(server.stop() == 0, "server exit status")
+
+
 def case_compare_smoke():
     """scripts/compare --smoke (counts 1 and 10, one round, 1 s) prints the table and writes its files."""
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -623,14 +645,16 @@ def case_compare_smoke():
         r = subprocess.run([os.path.join(root, "scripts", "compare"), "--smoke", "--bin", bindir, "--out", out],
                            capture_output=True, text=True, timeout=100)
         check(r.returncode == 0, f"scripts/compare --smoke exit {r.returncode}:\n{r.stderr}\n{r.stdout}")
+        # The Go baseline runs beside both modes when it is built (golang-go installed).
+        modes = ["fiber", "thread"] + (["go"] if os.access(os.path.join(bindir, "echo_baseline_go"), os.X_OK) else [])
         for n in (1, 10):
-            for mode in ("fiber", "thread"):
+            for mode in modes:
                 check(re.search(rf"^\| {n} \| {mode} \| [\d,]+ \|", r.stdout, re.M),
                       f"no table row for {n} {mode}:\n{r.stdout}")
         for name in ("compare.csv", "compare_medians.csv"):
             check(os.path.getsize(os.path.join(out, name)) > 0, f"{name} missing")
         with open(os.path.join(out, "compare.csv")) as f:
-            check(len(f.read().splitlines()) == 1 + 4, "compare.csv: want a header and 4 runs")
+            check(len(f.read().splitlines()) == 1 + 2 * len(modes), f"compare.csv: want a header and {2 * len(modes)} runs")
         if shutil.which("gnuplot"):
             with open(os.path.join(out, "compare.png"), "rb") as f:
                 check(f.read(8) == b"\x89PNG\r\n\x1a\n", "compare.png is not a PNG")

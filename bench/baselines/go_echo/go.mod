@@ -1,0 +1,3 @@
+module coop/bench/go_echo
+
+go 1.19
