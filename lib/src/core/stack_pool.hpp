@@ -80,6 +80,9 @@ public:
   /// batch at a time (`trim_batch`) between fibers and before it sleeps.
   void trim(std::size_t n) noexcept;
   static constexpr std::size_t trim_batch = 32;
+  /// Cached stacks that keep the second page their fiber's end touched
+  /// (`deallocate`); beyond them, each stack gives it back.
+  static constexpr std::size_t keep_second_pages = 64;
 
   /// For coop::metrics_snapshot, from any thread: stacks mapped, of which
   /// cached unused, and of which without a guard region.

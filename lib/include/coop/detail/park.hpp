@@ -9,13 +9,50 @@
 #include <coop/detail/wait_context.hpp>
 
 #include <boost/fiber/context.hpp>
+#include <boost/fiber/detail/cpu_relax.hpp>
 #include <boost/fiber/detail/spinlock.hpp>
 #include <boost/fiber/waker.hpp>
+
+#include <mutex>
+#include <thread>
 
 namespace coop::detail {
 
 using spinlock = boost::fibers::detail::spinlock;
-using spinlock_lock = boost::fibers::detail::spinlock_lock;
+
+/// Takes `m` without `spinlock_ttas::lock()`. That one seeds a thread_local
+/// back-off generator from a `std::random_device` (a 5 KiB object) and so
+/// reserves a 5 KiB frame on every call, which -fstack-clash-protection
+/// probes: every fiber that parked held a second resident stack page (8 KiB
+/// of RSS per connection of echo_server instead of 4). The lock is held for
+/// a few instructions, contended only by another thread waking one of this
+/// thread's fibers: spinning, then yielding the CPU, is enough.
+inline void lock_spinlock(spinlock& m) noexcept {
+  for (unsigned tries = 0; !m.try_lock(); ++tries) {
+    if (tries < 64) {
+      cpu_relax(); // Boost.Fiber's macro (a pause instruction)
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+/// Boost.Fiber's `spinlock_lock` (what its `context::suspend` and
+/// `wait_until` take), locking with `lock_spinlock`.
+class spinlock_lock : public boost::fibers::detail::spinlock_lock {
+  using base = boost::fibers::detail::spinlock_lock;
+
+public:
+  spinlock_lock() noexcept = default;
+  explicit spinlock_lock(spinlock& m) noexcept : base(m, std::defer_lock) { lock(); }
+  spinlock_lock(spinlock& m, std::defer_lock_t) noexcept : base(m, std::defer_lock) {}
+  void lock() noexcept {
+    spinlock& m = *mutex();
+    lock_spinlock(m);
+    base::release();
+    static_cast<base&>(*this) = base(m, std::adopt_lock);
+  }
+};
 
 /// How a wait ended.
 enum class park_result {
