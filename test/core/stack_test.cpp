@@ -201,6 +201,22 @@ BOOST_AUTO_TEST_CASE(a_hundred_thousand_parked_fibers_with_default_limits) {
   });
 }
 
+BOOST_AUTO_TEST_CASE(a_stack_size_beyond_two_gib_is_refused_with_a_clear_error) {
+  // A fiber's state (at the top of its stack) keeps the size in 32 bits.
+  coop::run_options opts;
+  opts.stack_size = std::size_t{3} << 30;
+  try {
+    coop::run([] {}, opts);
+    BOOST_FAIL("a 3 GiB stack size was accepted");
+  } catch (const coop::usage_error& e) {
+    BOOST_TEST(std::string(e.what()).find("stack_size") != std::string::npos, e.what());
+  }
+  opts.stack_size = 256 * 1024; // still fine
+  int ran = 0;
+  coop::run([&] { ++ran; }, opts);
+  BOOST_TEST(ran == 1);
+}
+
 BOOST_AUTO_TEST_CASE(a_frame_larger_than_the_guard_region_ends_in_the_overflow_message) {
   if (sanitized) {
     BOOST_TEST_MESSAGE("skipped under a sanitizer");

@@ -21,7 +21,7 @@ std::atomic<std::uint64_t> last_fiber_local_id{0};
 } // namespace
 
 fiber_state::~fiber_state() {
-  if (registry) registry->forget(*this);
+  if (registered) owner->forget(*this);
   delete where;
 }
 

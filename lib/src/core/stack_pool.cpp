@@ -1,6 +1,7 @@
 #include "core/stack_pool.hpp"
 #include "core/worker.hpp"
 #include <coop/detail/fiber_state.hpp>
+#include <coop/error.hpp>
 
 #include <boost/system/system_error.hpp>
 
@@ -122,7 +123,12 @@ void set_stack_guards_for_testing(bool markers, long mprotect_budget) noexcept {
 
 stack_pool::stack_pool(std::size_t stack_size, std::size_t guard_size, std::size_t max_cached)
     : size_(round_to_pages(stack_size)), guard_(std::max(round_to_pages(guard_size), page_size())),
-      max_cached_(max_cached) {}
+      max_cached_(max_cached) {
+  // fiber_state keeps the size in 32 bits (it shares the top page of the stack).
+  if (size_ > (std::size_t{1} << 31))
+    throw usage_error("coop: run_options::stack_size is " + std::to_string(stack_size) +
+                      " bytes; a fiber stack may have at most 2 GiB");
+}
 
 stack_pool::~stack_pool() {
   for (auto& s : free_)
@@ -165,8 +171,6 @@ boost::context::stack_context stack_pool::allocate() {
       auto s = cache->back();
       cache->pop_back();
       cached_.sub();
-      last_canary_ = canary_of(s);
-      last_ = s;
       return s;
     }
   }
@@ -201,8 +205,6 @@ boost::context::stack_context stack_pool::allocate() {
   }
   mapped_.add();
   if (guard == guard_kind::none) unguarded_.add();
-  last_canary_ = canary_of(sctx);
-  last_ = sctx;
   return sctx;
 }
 
@@ -294,7 +296,7 @@ void report_overflow(const worker& w, const fiber_state* fs, const char* how) no
   append(buf, sizeof buf, len, "coop: stack overflow in fiber ");
   if (fs && !fs->name.empty()) {
     append(buf, sizeof buf, len, "'");
-    append(buf, sizeof buf, len, fs->name.c_str());
+    append(buf, sizeof buf, len, fs->name.str().c_str());
     append(buf, sizeof buf, len, "' ");
   } else {
     append(buf, sizeof buf, len, "(unnamed) ");

@@ -11,23 +11,50 @@
 
 namespace coop::detail {
 
+namespace {
+/// What a coop fiber runs: the task's function, then the bookkeeping of its end.
+struct fiber_main {
+  worker* w;
+  std::shared_ptr<task_base> task;
+  void operator()() {
+    task->start();
+    task.reset();
+    w->fiber_finished();
+  }
+};
+// Boost.Fiber places its context record for the fiber (a worker_context) at
+// the top of the stack it is given, aligned down to 256 bytes: the fiber's
+// state goes in the room that alignment leaves unused above it.
+using fiber_context = boost::fibers::worker_context<fiber_main>;
+constexpr std::size_t context_slack = (sizeof(fiber_context) + 255) / 256 * 256 - sizeof(fiber_context);
+static_assert(fiber_state_room <= context_slack,
+              "coop::detail::fiber_state has outgrown the room Boost.Fiber's context leaves at the top of a stack: "
+              "every parked fiber would take 256 more bytes of its stack");
+} // namespace
+
 void launch_fiber(worker& w, std::shared_ptr<task_base> st) {
-  auto fs = std::make_unique<fiber_state>(nullptr);
+  boost::context::stack_context stack = w.stacks->allocate();
+  auto* fs = new (static_cast<char*>(stack.sp) - fiber_state_room) fiber_state(nullptr);
+  fs->on_stack = true;
   fs->owner = &w;
   fs->task = st.get();
-  st->bind(w, fs.get());
-  boost::fibers::fiber f(boost::fibers::launch::post, static_cast<boost::fibers::fiber_properties*>(fs.get()),
-                         std::allocator_arg, pool_allocator(w.stacks), [&w, keep = std::move(st)]() mutable {
-                           keep->start();
-                           keep.reset();
-                           w.fiber_finished();
-                         });
-  fs->stack_canary = w.stacks->last_canary(); // the stack the fiber's constructor just took
-  fs->stack_top = w.stacks->last_stack().sp;
-  fs->stack_size = w.stacks->last_stack().size;
-  w.adopt(*fs.release()); // the fiber's context owns its properties now
+  fs->stack_canary = w.stacks->canary_of(stack);
+  fs->stack_size = static_cast<std::uint32_t>(stack.size);
+  st->bind(w, fs);
+  try {
+    boost::fibers::fiber f(boost::fibers::launch::post, static_cast<boost::fibers::fiber_properties*>(fs),
+                           std::allocator_arg, reserved_stack(w.stacks, stack, fiber_state_room),
+                           fiber_main{&w, std::move(st)});
+    f.detach();
+  } catch (...) {
+    // Nothing in Boost.Fiber 1.81 throws once it has the stack (the context
+    // is placed on it); before that, the stack is still ours.
+    fs->~fiber_state();
+    w.stacks->deallocate(stack);
+    throw;
+  }
+  w.adopt(*fs); // the fiber's context owns its properties now
   w.fiber_started();
-  f.detach();
 }
 
 task_base::~task_base() {

@@ -8,12 +8,7 @@
 namespace coop {
 namespace {
 /// The name of a plain thread (or of a runtime thread's context without a fiber_state).
-thread_local std::string thread_name;
-
-std::string& current_name() noexcept {
-  if (detail::fiber_state* fs = detail::current_fiber_state()) return fs->name;
-  return thread_name;
-}
+thread_local detail::fiber_name thread_name;
 } // namespace
 
 void sleep_until(std::chrono::steady_clock::time_point deadline, boost::system::error_code& ec) {
@@ -50,18 +45,19 @@ void yield() {
 }
 
 void set_name(std::string_view name) {
+  detail::fiber_state* fs = detail::current_fiber_state();
+  if (!fs) {
+    thread_name.assign(name);
+    return;
+  }
   std::unique_lock<std::mutex> lk;
-  if (detail::fiber_state* fs = detail::current_fiber_state(); fs && fs->registry)
-    lk = std::unique_lock(fs->registry->registry_mutex); // coop::dump_fibers reads it
-  std::string& slot = current_name();
-  if (name.empty())
-    std::string().swap(slot); // back to no allocation
-  else
-    slot.assign(name);
+  if (fs->registered) lk = std::unique_lock(fs->owner->registry_mutex); // coop::dump_fibers reads it
+  fs->name.assign(name);
 }
 
 std::string name() {
-  return current_name();
+  detail::fiber_state* fs = detail::current_fiber_state();
+  return (fs ? fs->name : thread_name).str();
 }
 } // namespace this_fiber
 

@@ -48,7 +48,7 @@ void worker::adopt(fiber_state& fs) noexcept {
   static std::atomic<std::uint64_t> last_id{0};
   fs.id = last_id.fetch_add(1, std::memory_order_relaxed) + 1;
   std::lock_guard lk(registry_mutex);
-  fs.registry = this;
+  fs.registered = true;
   fs.registry_next = fibers;
   if (fibers) fibers->registry_prev = &fs;
   fibers = &fs;
@@ -64,7 +64,7 @@ void worker::forget(fiber_state& fs) noexcept {
   else
     fibers = fs.registry_next;
   if (fs.registry_next) fs.registry_next->registry_prev = fs.registry_prev;
-  fs.registry = nullptr;
+  fs.registered = false;
   --fiber_count;
 }
 

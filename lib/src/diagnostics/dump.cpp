@@ -132,7 +132,7 @@ thread_rows snapshot(worker& w, std::uint64_t where_generation) {
         const wait_snapshot& s = fs.snapshot;
         fiber_row& row = t.fibers.emplace_back();
         row.id = fs.id;
-        row.name = fs.name;
+        row.name = fs.name.str();
         row.task = fs.task;
         row.what = s.what.load(std::memory_order_acquire);
         row.kind = s.kind.load(std::memory_order_relaxed);
@@ -143,7 +143,7 @@ thread_rows snapshot(worker& w, std::uint64_t where_generation) {
         row.internal = s.internal.load(std::memory_order_relaxed);
         if (where_generation != 0 && fs.where && fs.where->generation == where_generation)
           row.where.assign(fs.where->pcs, fs.where->pcs + fs.where->count);
-        row.stack_top = fs.stack_top;
+        row.stack_top = fs.stack_top();
         row.stack_size = fs.stack_size;
         return true;
       },
@@ -387,7 +387,7 @@ std::string fiber_label(worker& w, std::uint64_t id) {
       w,
       [&](const fiber_state& fs) {
         if (fs.id != id) return true;
-        if (!fs.name.empty()) name = " \"" + fs.name + "\"";
+        if (!fs.name.empty()) name = " \"" + fs.name.str() + "\"";
         return false;
       },
       [] {});

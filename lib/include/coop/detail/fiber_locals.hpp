@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace coop::detail {
@@ -23,19 +24,23 @@ public:
 
   /// The value stored under `key`, or nullptr.
   void* find(std::uint64_t key) const noexcept {
-    for (const entry& e : entries_)
-      if (e.key == key) return e.value;
+    if (entries_)
+      for (const entry& e : *entries_)
+        if (e.key == key) return e.value;
     return nullptr;
   }
   /// Stores `value` under `key`; `destroy(value)` runs when the context ends.
   /// Throws std::bad_alloc (then the caller still owns `value`).
-  void insert(std::uint64_t key, void* value, destroy_fn destroy) { entries_.push_back({key, value, destroy}); }
+  void insert(std::uint64_t key, void* value, destroy_fn destroy) {
+    if (!entries_) entries_ = std::make_unique<std::vector<entry>>();
+    entries_->push_back({key, value, destroy});
+  }
   /// Destroys every value, newest first. A destructor that creates values
   /// again (through another fiber_local) gets them destroyed too.
   void clear() noexcept {
-    while (!entries_.empty()) {
-      entry e = entries_.back();
-      entries_.pop_back();
+    while (entries_ && !entries_->empty()) {
+      entry e = entries_->back();
+      entries_->pop_back();
       e.destroy(e.value);
     }
   }
@@ -46,7 +51,9 @@ private:
     void* value;
     destroy_fn destroy;
   };
-  std::vector<entry> entries_;
+  /// A pointer, not the vector itself: a fiber's state stays small (it
+  /// shares the top page of the fiber's stack with Boost.Fiber's context).
+  std::unique_ptr<std::vector<entry>> entries_;
 };
 
 /// The values of the calling fiber, or of the calling plain thread.

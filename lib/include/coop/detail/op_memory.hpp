@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <new>
 
 namespace coop::detail {
@@ -24,14 +25,14 @@ public:
 
   void* allocate(std::size_t size, std::size_t align) {
     if (align > alignof(std::max_align_t)) return ::operator new(size, std::align_val_t(align));
-    if (busy_) return ::operator new(size);
+    if (busy_ || size > max_block) return ::operator new(size);
     if (size > size_) {
       // Rounded up, so operations of similar sizes share the block.
       std::size_t rounded = (size + 127) & ~std::size_t(127);
       void* grown = ::operator new(rounded);
       ::operator delete(block_);
       block_ = grown;
-      size_ = rounded;
+      size_ = static_cast<std::uint32_t>(rounded);
     }
     busy_ = true;
     return block_;
@@ -46,8 +47,9 @@ public:
   }
 
 private:
+  static constexpr std::size_t max_block = std::size_t{1} << 20; ///< larger ones are not kept
   void* block_ = nullptr;
-  std::size_t size_ = 0;
+  std::uint32_t size_ = 0;
   bool busy_ = false;
 };
 

@@ -48,12 +48,12 @@ std::int64_t coarse_now_ns() noexcept;
 /// may see a mix of two successive waits, never freed memory.
 struct wait_snapshot {
   std::atomic<const char*> what{nullptr}; ///< null while not waiting
-  std::atomic<wait_kind> kind{wait_kind::other};
   std::atomic<const void*> object{nullptr};
-  std::atomic<int> fd{-1};
-  std::atomic<bool> internal{false};
   std::atomic<std::int64_t> since_ns{0};  ///< coarse_now_ns() when the wait began
   std::atomic<steady_time::rep> until{0}; ///< when a timer ends it (`no_deadline`: never)
+  std::atomic<int> fd{-1};
+  std::atomic<wait_kind> kind{wait_kind::other};
+  std::atomic<bool> internal{false};
 };
 
 /// How an interruption reaches a parked context: by default it wakes it (the
@@ -84,9 +84,11 @@ public:
   /// The Boost.Fiber context this record belongs to (a fiber's); null for a
   /// plain thread's, whose context `park` asks Boost.Fiber for.
   boost::fibers::context* const self_context = nullptr;
-  bool cancel_requested = false; ///< `task::cancel()` reached this fiber
-  int shield_depth = 0;          ///< live `coop::shield` scopes
   timeout_node* timeouts = nullptr;
+  int shield_depth = 0;          ///< live `coop::shield` scopes
+  bool cancel_requested = false; ///< `task::cancel()` reached this fiber
+  /// Set by `wake_to_trace`, cleared by `trace_wait`.
+  bool trace_requested = false;
   /// The scope the last `timed_out` came from (for `timeout_error`).
   struct fired_scope {
     std::chrono::nanoseconds duration{-1};
@@ -163,7 +165,6 @@ public:
     parked_waker_->wake();
     return true;
   }
-  bool trace_requested = false;
   void trace_wait() noexcept;
 
   /// What the context waits on now (see `enter_wait`); readable from any thread.
