@@ -5,14 +5,21 @@
 // counts per request (system calls, instructions) come out exact.
 //
 //   echo_bench server coop     prints "listening on 127.0.0.1:PORT", serves until SIGINT/SIGTERM
-//   echo_bench client PORT CONNECTIONS REQUESTS SIZE
+//   echo_bench client PORT CONNECTIONS REQUESTS SIZE [PAUSE_US]
+//
+// PAUSE_US: each connection waits that long after an echo before it sends
+// its next request, so that the server's next read finds nothing and waits
+// (a server slowed down by valgrind would otherwise find the next request
+// already there: the client answers within microseconds).
 #include <coop/coop.hpp>
 
 #include <csignal>
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -46,7 +53,7 @@ int coop_server() {
   });
 }
 
-int client(std::uint16_t port, int connections, long requests, std::size_t size) {
+int client(std::uint16_t port, int connections, long requests, std::size_t size, std::chrono::microseconds pause) {
   return coop::run([&] {
     std::atomic<long> failures{0};
     std::vector<coop::task<void>> tasks;
@@ -57,6 +64,7 @@ int client(std::uint16_t port, int connections, long requests, std::size_t size)
         auto s = coop::net::connect("127.0.0.1", port);
         std::string msg(size, 'x'), back(size, '\0');
         for (long r = 0; r < per; ++r) {
+          if (r > 0 && pause.count() > 0) coop::sleep_for(pause);
           s.write_all(asio::buffer(msg), ec);
           if (!ec) s.read_exact(asio::buffer(back), ec);
           if (ec || back != msg) {
@@ -78,9 +86,15 @@ int main(int argc, char** argv) {
   if (args.size() == 2 && args[0] == "server") {
     if (args[1] == "coop") return coop_server();
   }
-  if (args.size() == 5 && args[0] == "client")
-    return client(static_cast<std::uint16_t>(std::stoi(args[1])), std::stoi(args[2]), std::stol(args[3]),
-                  std::stoul(args[4]));
-  std::cerr << "usage: echo_bench server coop | echo_bench client PORT CONNECTIONS REQUESTS SIZE\n";
+  if ((args.size() == 5 || args.size() == 6) && args[0] == "client") {
+    try {
+      return client(static_cast<std::uint16_t>(std::stoi(args[1])), std::stoi(args[2]), std::stol(args[3]),
+                    std::stoul(args[4]), std::chrono::microseconds(args.size() == 6 ? std::stol(args[5]) : 0));
+    } catch (const std::logic_error& e) { // std::stoi and friends: not a number
+      std::cerr << "echo_bench: client: not a number among the arguments (" << e.what() << ")\n";
+      return 2;
+    }
+  }
+  std::cerr << "usage: echo_bench server coop | echo_bench client PORT CONNECTIONS REQUESTS SIZE [PAUSE_US]\n";
   return 2;
 }

@@ -171,6 +171,7 @@ boost::context::stack_context stack_pool::allocate() {
       auto s = cache->back();
       cache->pop_back();
       cached_.sub();
+      clean_below_ = std::min(clean_below_, free_.size());
       return s;
     }
   }
@@ -208,22 +209,32 @@ boost::context::stack_context stack_pool::allocate() {
   return sctx;
 }
 
+void stack_pool::give_back_second_page(const boost::context::stack_context& sctx) noexcept {
+  const std::uintptr_t top = reinterpret_cast<std::uintptr_t>(sctx.sp) & ~(page_size() - 1);
+  if (sctx.size >= 2 * page_size())
+    ::madvise(reinterpret_cast<void*>(top - 2 * page_size()), page_size(), MADV_DONTNEED);
+}
+
 void stack_pool::deallocate(boost::context::stack_context& sctx) noexcept {
   // Every fiber ends in Boost.Fiber's context::terminate(), which calls a
   // helper with a 5 KiB frame: from then on the stack's second page is
-  // resident, though a parked connection used one. With many stacks cached
-  // (clients leaving together), that page is given back at once, so that
-  // the cache holds what the fibers held while they ran, not a page more
+  // resident, though a parked connection used one. A cached stack gives
+  // that page back once it is no longer among the `keep_second_pages`
+  // newest (the cache is reused newest first): when clients leave together,
+  // the cache holds what their fibers held while they ran, not a page more
   // each (the process's peak RSS rose by 4 KiB per connection at a mass
-  // close). A handful of cached stacks keep it: spawn + join in a loop
-  // pays no system call.
-  if (free_.size() + excess_.size() >= keep_second_pages) {
-    const std::uintptr_t top = reinterpret_cast<std::uintptr_t>(sctx.sp) & ~(page_size() - 1);
-    if (sctx.size >= 2 * page_size())
-      ::madvise(reinterpret_cast<void*>(top - 2 * page_size()), page_size(), MADV_DONTNEED);
-  }
+  // close), and a loop that spawns and joins fibers keeps reusing warm
+  // stacks without a system call. Stacks beyond `max_cached_` give it back
+  // at once: `trim` unmaps them later.
   try {
-    (free_.size() < max_cached_ ? free_ : excess_).push_back(sctx);
+    if (free_.size() < max_cached_) {
+      free_.push_back(sctx);
+      for (; free_.size() > clean_below_ + keep_second_pages; ++clean_below_)
+        give_back_second_page(free_[clean_below_]);
+    } else {
+      excess_.push_back(sctx);
+      give_back_second_page(sctx);
+    }
     cached_.add();
   } catch (...) {
     release(sctx);

@@ -81,12 +81,16 @@ public:
   /// batch at a time (`trim_batch`) between fibers and before it sleeps.
   void trim(std::size_t n) noexcept;
   static constexpr std::size_t trim_batch = 32;
-  /// Cached stacks that keep the second page their fiber's end touched
-  /// (`deallocate`); beyond them, each stack gives it back. Each kept page
-  /// stays in the process's RSS (64 of them were 0.26 KiB per connection of
-  /// `echo_server` at 1,000 connections); 16 cover a loop that spawns and
-  /// joins up to 16 fibers at a time without a system call.
-  static constexpr std::size_t keep_second_pages = 16;
+  /// The newest cached stacks keep the second page their fiber's end
+  /// touched (`deallocate`); older ones give it back, once. The kept pages
+  /// stay in the process's RSS (256 KiB: 0.26 KiB per connection of
+  /// `echo_server` at 1,000 connections), and they keep a loop that spawns
+  /// and joins fibers free of system calls: Boost.Fiber destroys ended
+  /// contexts in batches (about 50 in micro_bench's spawn + join loop), so
+  /// stacks come back to the cache dozens at a time. With 16, such a loop
+  /// paid an madvise and a page fault for most fibers (spawn + join 9 µs
+  /// instead of 0.3).
+  static constexpr std::size_t keep_second_pages = 64;
 
   /// For coop::metrics_snapshot, from any thread: stacks mapped, of which
   /// cached unused, and of which without a guard region.
@@ -107,12 +111,15 @@ private:
     unsigned valgrind_id; ///< VALGRIND_STACK_REGISTER's id, or 0
   };
   void release(boost::context::stack_context& sctx) noexcept;
+  void give_back_second_page(const boost::context::stack_context& sctx) noexcept;
   guard_kind protect(void* base) noexcept;
 
   std::size_t size_;
   std::size_t guard_;
   std::size_t max_cached_;
   std::vector<boost::context::stack_context> free_;
+  /// free_[0, clean_below_) have given their second page back.
+  std::size_t clean_below_ = 0;
   std::vector<boost::context::stack_context> excess_; ///< beyond max_cached_: to unmap (still usable)
   std::map<std::uintptr_t, mapping> mappings_;        ///< by the mapping's lowest address
   owned_counter mapped_, cached_, unguarded_;         ///< see `count()`
