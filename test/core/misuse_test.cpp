@@ -28,27 +28,45 @@ bool fd_is_open(int fd) {
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(close_from_another_runtime_thread_is_a_usage_error) {
-  coop::runtime rt(2);
+/// A two-thread runtime and sockets of its thread 0 (a connected TCP pair, a
+/// listener, a UDP socket), for calls made from thread 1; destroyed on
+/// thread 0, their owner.
+struct sockets_of_thread_0 {
+  coop::runtime rt{2};
   std::optional<test_support::stream_pair> pair;
   std::optional<coop::net::tcp_listener> listener;
   std::optional<coop::net::udp_socket> udp;
-  rt.spawn_on(0, [&] {
-      pair.emplace(test_support::connected_pair());
-      listener.emplace(test_support::loopback());
-      udp.emplace(boost::asio::ip::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-    }).get();
+
+  sockets_of_thread_0() {
+    rt.spawn_on(0, [this] {
+        pair.emplace(test_support::connected_pair());
+        listener.emplace(test_support::loopback());
+        udp.emplace(boost::asio::ip::udp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+      }).get();
+  }
+  ~sockets_of_thread_0() {
+    rt.spawn_on(0, [this] {
+        pair.reset();
+        listener.reset();
+        udp.reset();
+      }).get();
+  }
+};
+
+/// `m` is the usage_error of `call` on another runtime thread's object.
+void refused_on_another_thread(const std::string& m, const char* call) {
+  BOOST_TEST(m.find(call) != std::string::npos, m);
+  BOOST_TEST(m.find("another runtime thread") != std::string::npos, m);
+}
+
+BOOST_FIXTURE_TEST_CASE(close_from_another_runtime_thread_is_a_usage_error, sockets_of_thread_0) {
   rt.spawn_on(1, [&] {
-      std::string m = usage_error_of([&] { pair->client.close(); });
-      BOOST_TEST(m.find("coop::net::tcp_stream::close") != std::string::npos, m);
-      BOOST_TEST(m.find("another runtime thread") != std::string::npos, m);
+      refused_on_another_thread(usage_error_of([&] { pair->client.close(); }), "coop::net::tcp_stream::close");
       boost::system::error_code ec;
       BOOST_CHECK_THROW(pair->client.close(ec), coop::usage_error); // the ec form too: misuse is not an I/O error
       BOOST_CHECK_THROW(pair->client.shutdown_send(ec), coop::usage_error);
-      m = usage_error_of([&] { listener->close(); });
-      BOOST_TEST(m.find("coop::net::tcp_listener::close") != std::string::npos, m);
-      m = usage_error_of([&] { udp->close(); });
-      BOOST_TEST(m.find("coop::net::udp_socket::close") != std::string::npos, m);
+      refused_on_another_thread(usage_error_of([&] { listener->close(); }), "coop::net::tcp_listener::close");
+      refused_on_another_thread(usage_error_of([&] { udp->close(); }), "coop::net::udp_socket::close");
     }).get();
   BOOST_TEST(pair->client.is_open()); // nothing was closed
   BOOST_TEST(listener->is_open());
@@ -57,11 +75,34 @@ BOOST_AUTO_TEST_CASE(close_from_another_runtime_thread_is_a_usage_error) {
                 pair->client.close();
                 listener->close();
                 udp->close();
-                pair.reset();
-                listener.reset();
-                udp.reset();
               })
       .get();
+}
+
+BOOST_FIXTURE_TEST_CASE(socket_calls_on_an_object_of_another_runtime_thread_are_usage_errors_and_move_no_byte,
+                        sockets_of_thread_0) {
+  // Every socket call checks at its start that the socket belongs to the
+  // calling fiber's thread, the ec forms too, before any system call.
+  rt.spawn_on(1, [&] {
+      char c = 'x';
+      boost::system::error_code ec;
+      refused_on_another_thread(usage_error_of([&] { pair->server.read_some(boost::asio::buffer(&c, 1), ec); }),
+                                "coop::net::tcp_stream::read_some");
+      refused_on_another_thread(usage_error_of([&] { pair->client.write_some(boost::asio::buffer(&c, 1), ec); }),
+                                "coop::net::tcp_stream::write_some");
+      refused_on_another_thread(usage_error_of([&] { pair->client.write_all(boost::asio::buffer(&c, 1)); }),
+                                "coop::net::tcp_stream::write_some");
+      refused_on_another_thread(usage_error_of([&] { listener->accept(ec); }), "coop::net::tcp_listener::accept");
+      refused_on_another_thread(
+          usage_error_of([&] { udp->send_to(boost::asio::buffer(&c, 1), udp->local_endpoint(), ec); }),
+          "coop::net::udp_socket::send_to");
+      refused_on_another_thread(usage_error_of([&] { udp->receive(boost::asio::buffer(&c, 1), ec); }),
+                                "coop::net::udp_socket::receive");
+    }).get();
+  rt.spawn_on(0, [&] {
+      BOOST_TEST(pair->server.socket().available() == 0u); // nothing was written
+      BOOST_TEST(udp->socket().available() == 0u);
+    }).get();
 }
 
 BOOST_AUTO_TEST_CASE(close_on_a_plain_thread_is_a_usage_error) {
