@@ -173,6 +173,21 @@ state_counts count_states(worker& w) {
   return c;
 }
 
+bool only_others_can_wake(worker& w, std::size_t& fibers) {
+  bool only = true;
+  walk_registry(
+      w,
+      [&](const fiber_state& fs) {
+        const wait_snapshot& s = fs.snapshot;
+        only = s.what.load(std::memory_order_acquire) && s.internal.load(std::memory_order_relaxed) &&
+               s.until.load(std::memory_order_relaxed) == no_deadline.time_since_epoch().count();
+        fibers += only ? 1 : 0;
+        return only;
+      },
+      [] {});
+  return only;
+}
+
 namespace {
 
 /// What both formats of a dump read off its rows: the moment it is made,

@@ -59,6 +59,13 @@ struct state_counts {
 };
 state_counts count_states(worker& w);
 
+/// True when every live fiber of `w` is parked on a coop primitive with no
+/// deadline (a channel, lock, event or join that only another fiber or
+/// thread can end), adding them to `fibers`. Walked like `count_states`,
+/// without copying, and stopped at the first fiber that is not. The
+/// caller holds the watchdog's mutex.
+bool only_others_can_wake(worker& w, std::size_t& fibers);
+
 /// The dump's text for the threads in `rows` (see coop::dump_fibers).
 std::string format_dump(const std::vector<thread_rows>& rows);
 
