@@ -169,11 +169,19 @@ COOP_TEST_CASE(a_spawned_fiber_allocates_only_its_task_state) {
       t.join();
   };
   spawn_all(); // warm-up: the stacks are mapped once and cached
+  // Boost.Fiber releases ended fibers, and so their stacks, a batch at a
+  // time when its dispatcher runs. Until all are back in the cache, a new
+  // fiber may map a stack, which allocates too (the pool's record of the
+  // mapping): up to 64 times in 1,000 here, which made this case fail now
+  // and then.
+  for (int i = 0; i < 1000 && coop::metrics_snapshot().threads.at(0).stacks_cached < fibers; ++i)
+    coop::sleep_for(1ms);
+  const auto mapped = coop::metrics_snapshot().threads.at(0).stacks_mapped;
   long n = allocations_in(spawn_all);
-  // Beyond one block per fiber: the scheduler's queues grow in chunks as a
-  // thousand fibers become ready at once (a few dozen blocks).
-  BOOST_TEST_MESSAGE(fibers << " fibers spawned and joined: " << n << " allocations");
-  BOOST_TEST(n <= fibers + fibers / 10, fibers << " fibers spawned and joined allocated " << n << " times");
+  BOOST_TEST_MESSAGE(fibers << " fibers spawned and joined: " << n << " allocations, "
+                            << coop::metrics_snapshot().threads.at(0).stacks_mapped - mapped << " stacks mapped");
+  // Beyond one block per fiber: the vector of tasks (1,001 here), and room for a few.
+  BOOST_TEST(n <= fibers + 10, fibers << " fibers spawned and joined allocated " << n << " times");
 }
 
 COOP_TEST_CASE(spawn_and_join_beside_a_full_stack_cache_makes_no_system_call) {
