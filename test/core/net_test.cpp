@@ -74,6 +74,25 @@ COOP_TEST_CASE(echo_of_many_sizes_with_read_exact) {
   server.cancel();
 }
 
+COOP_TEST_CASE(a_buffer_sequence_is_written_gathered_and_read_scattered) {
+  // A single buffer takes one iovec in a read's or write's frame, a
+  // sequence up to 16: both reach the kernel whole.
+  auto [a, b] = test_support::connected_pair();
+  const std::array<boost::asio::const_buffer, 3> parts{boost::asio::buffer("gat", 3), boost::asio::buffer("her", 3),
+                                                       boost::asio::buffer("ed!", 3)};
+  BOOST_TEST(a.write_some(parts) == 9u);
+  std::array<char, 4> head{};
+  std::array<char, 5> tail{};
+  const std::array<boost::asio::mutable_buffer, 2> into{boost::asio::buffer(head), boost::asio::buffer(tail)};
+  BOOST_TEST(b.read_exact(into) == 9u);
+  BOOST_TEST(std::string(head.data(), head.size()) == "gath");
+  BOOST_TEST(std::string(tail.data(), tail.size()) == "ered!");
+  a.write_all(boost::asio::buffer("one", 3)); // a single buffer each way
+  char one[3];
+  b.read_exact(boost::asio::buffer(one));
+  BOOST_TEST(std::string(one, 3) == "one");
+}
+
 COOP_TEST_CASE(connect_by_name_resolves_off_thread) {
   auto [port, server] = echo_server();
   auto s = coop::net::connect("localhost", port);

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace coop::detail {
 
@@ -158,6 +159,13 @@ template <std::size_t Max> struct iovecs {
   std::size_t count;
   std::size_t bytes = 0;
 };
+
+/// The iovecs for a call on `Buffers`: one for a single buffer, the
+/// common call (240 bytes less than 16 in the frame of every read and
+/// write, and so on the stack of every fiber parked in one), up to `Max`
+/// for a sequence.
+template <class Buffers, std::size_t Max>
+using iovecs_for = iovecs<(std::is_convertible_v<const Buffers&, boost::asio::const_buffer> ? 1 : Max)>;
 
 /// One `recv` into `iov` (one buffer and no address: `recv`; otherwise
 /// `recvmsg`). With `from`, the sender's address is stored there (room:

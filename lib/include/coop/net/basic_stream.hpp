@@ -82,7 +82,7 @@ public:
   template <class MutableBuffers> std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
     const detail::io_call call = detail::begin_io(
         socket_.get_executor(), call_name("coop::net::tcp_stream::read_some", "coop::net::unix_stream::read_some"), ec);
-    detail::iovecs<max_iov> iov(buffers);
+    detail::iovecs_for<MutableBuffers, max_iov> iov(buffers);
     if (ec || iov.bytes == 0) return 0;
     const detail::io_handle h = detail::handle_of(socket_);
     std::size_t n = detail::io_loop(
@@ -97,7 +97,7 @@ public:
     const detail::io_call call =
         detail::begin_io(socket_.get_executor(),
                          call_name("coop::net::tcp_stream::write_some", "coop::net::unix_stream::write_some"), ec);
-    detail::iovecs<max_iov> iov(buffers);
+    detail::iovecs_for<ConstBuffers, max_iov> iov(buffers);
     if (ec || iov.bytes == 0) return 0;
     const detail::io_handle h = detail::handle_of(socket_);
     return detail::io_loop(

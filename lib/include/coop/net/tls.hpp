@@ -158,7 +158,7 @@ public:
   /// Writes some of `buffers` (up to 64 KiB, as TLS records); returns the
   /// count once their records are with the kernel.
   template <class ConstBuffers> std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
-    coop::detail::iovecs<16> iov(buffers);
+    coop::detail::iovecs_for<ConstBuffers, 16> iov(buffers);
     if (iov.bytes == 0) {
       ec = {};
       return 0;

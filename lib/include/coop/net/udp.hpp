@@ -167,7 +167,7 @@ private:
                         boost::system::error_code& ec) {
     const detail::io_call call = detail::begin_io(socket_.get_executor(), what, ec);
     if (ec || too_many_buffers(buffers, ec)) return 0;
-    detail::iovecs<max_iov> iov(buffers);
+    detail::iovecs_for<ConstBuffers, max_iov> iov(buffers);
     const detail::io_handle h = detail::handle_of(socket_);
     return detail::io_loop(
         call, h, detail::io_send, this,
@@ -181,7 +181,7 @@ private:
                            boost::system::error_code& ec) {
     const detail::io_call call = detail::begin_io(socket_.get_executor(), what, ec);
     if (ec || too_many_buffers(buffers, ec)) return 0;
-    detail::iovecs<max_iov> iov(buffers);
+    detail::iovecs_for<MutableBuffers, max_iov> iov(buffers);
     const detail::io_handle h = detail::handle_of(socket_);
     const std::size_t n = detail::io_loop(
         call, h, detail::io_receive, this,
