@@ -179,8 +179,8 @@ bool only_others_can_wake(worker& w, std::size_t& fibers) {
       w,
       [&](const fiber_state& fs) {
         const wait_snapshot& s = fs.snapshot;
-        only = s.what.load(std::memory_order_acquire) && s.internal.load(std::memory_order_relaxed) &&
-               s.until.load(std::memory_order_relaxed) == no_deadline.time_since_epoch().count();
+        only = only_another_can_end(s.what.load(std::memory_order_acquire), s.internal.load(std::memory_order_relaxed),
+                                    s.until.load(std::memory_order_relaxed));
         fibers += only ? 1 : 0;
         return only;
       },

@@ -59,6 +59,13 @@ struct state_counts {
 };
 state_counts count_states(worker& w);
 
+/// A wait that only another fiber or thread can end: on a coop primitive
+/// (`internal`: a channel, lock, event or join) with no timer (`until` is
+/// `no_deadline`). What the deadlock check asks of every fiber.
+inline bool only_another_can_end(const char* what, bool internal, steady_time::rep until) noexcept {
+  return what && internal && until == no_deadline.time_since_epoch().count();
+}
+
 /// True when every live fiber of `w` is parked on a coop primitive with no
 /// deadline (a channel, lock, event or join that only another fiber or
 /// thread can end), adding them to `fibers`. Walked like `count_states`,

@@ -511,7 +511,7 @@ private:
         if (member->group != w.group) continue;
         rows.push_back(snapshot(*member));
         for (const auto& f : rows.back().fibers)
-          if (!f.what || !f.internal || f.until != no_deadline.time_since_epoch().count()) return;
+          if (!only_another_can_end(f.what, f.internal, f.until)) return;
       }
       deadlocked = true;
       to_stderr("coop: possible deadlock: every fiber of runtime " + std::to_string(w.group_number) +
